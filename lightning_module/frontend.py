@@ -1,0 +1,94 @@
+"""Waveform → log-mel spectrogram, as ``nn.Module``s that run on the model's device."""
+
+from __future__ import annotations
+
+import torch
+import torchaudio
+from torch import nn
+
+
+class LogMel(nn.Module):
+    """Log-mel spectrogram, always computed in float32 (mel power overflows fp16).
+
+    Args:
+        sample_rate: input sample rate in Hz.
+        n_fft: FFT size in samples.
+        hop_length: hop between frames in samples.
+        n_mels: number of mel bands.
+        f_min: lowest mel frequency in Hz.
+        f_max: highest mel frequency in Hz (``None``: Nyquist).
+        compression: ``"db"`` gives 10·log10(power + 1e-10) clipped 80 dB under the peak of each
+            clip; ``"log1p"`` gives log10(10000·power + 1), the input of the musicnn models.
+        norm: ``"slaney"`` or ``None``, torchaudio's mel filter normalisation.
+        mel_scale: ``"htk"`` or ``"slaney"``.
+
+    Shapes: (batch, samples) → (batch, 1, n_mels, frames) float32, frames = samples // hop + 1.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        n_fft: int = 512,
+        hop_length: int = 256,
+        n_mels: int = 96,
+        f_min: float = 0.0,
+        f_max: float | None = None,
+        compression: str = "db",
+        norm: str | None = None,
+        mel_scale: str = "htk",
+    ) -> None:
+        super().__init__()
+        if compression not in ("db", "log1p"):
+            raise ValueError(f"compression must be 'db' or 'log1p', not {compression!r}")
+        self.compression = compression
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            hop_length=hop_length,
+            n_mels=n_mels,
+            f_min=f_min,
+            f_max=f_max,
+            power=2.0,
+            norm=norm,
+            mel_scale=mel_scale,
+        )
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=wave.device.type, enabled=False):
+            power = self.mel(wave.float())
+            if self.compression == "log1p":
+                spec = torch.log10(10000.0 * power + 1.0)
+            else:
+                spec = 10.0 * torch.log10(power + 1e-10)
+                peak = spec.amax(dim=(-2, -1), keepdim=True)
+                spec = torch.maximum(spec, peak - 80.0)
+        return spec.unsqueeze(1)
+
+
+class SpecAugment(nn.Module):
+    """Frequency and time masking (Park et al. 2019), applied only in training mode.
+
+    Args:
+        freq_mask: maximum width of each frequency mask, in mel bands (0 disables).
+        time_mask: maximum width of each time mask, in frames (0 disables).
+        n_masks: masks of each kind per example.
+
+    Shapes: (batch, 1, n_mels, frames) → same.
+    """
+
+    def __init__(self, freq_mask: int = 12, time_mask: int = 24, n_masks: int = 2) -> None:
+        super().__init__()
+        masks: list[nn.Module] = []
+        for _ in range(n_masks):
+            if freq_mask > 0:
+                masks.append(torchaudio.transforms.FrequencyMasking(freq_mask, iid_masks=True))
+            if time_mask > 0:
+                masks.append(torchaudio.transforms.TimeMasking(time_mask, iid_masks=True))
+        self.masks = nn.Sequential(*masks)
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        if not self.training or len(self.masks) == 0:
+            return spec
+        # Mask to the clip's mean rather than 0: 0 is loud in dB units.
+        mean = spec.mean(dim=(-2, -1), keepdim=True)
+        return self.masks(spec - mean) + mean

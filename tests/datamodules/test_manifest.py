@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from datamodules.manifest import FEATURES, ManifestError, read_manifest, write_manifest
+from tests.conftest import write_tone
+
+
+def _manifest(tmp_path: Path, **overrides) -> Path:
+    write_tone(tmp_path / "a.wav")
+    write_tone(tmp_path / "b.wav")
+    rows = {
+        "track_id": ["a", "b"],
+        "audio_path": ["a.wav", "b.wav"],
+        "split": ["train", "val"],
+        "genre": ["rock", "rock"],
+        "energy": [0.5, ""],
+    }
+    rows.update(overrides)
+    path = tmp_path / "manifest.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_valid_manifest_reads_with_absolute_paths_and_empty_labels(tmp_path: Path) -> None:
+    df = read_manifest(_manifest(tmp_path))
+    assert list(df["track_id"]) == ["a", "b"]
+    assert all(Path(p).is_absolute() and Path(p).is_file() for p in df["audio_path"])
+    assert set(FEATURES) <= set(df.columns)
+    assert df["energy"].isna().tolist() == [False, True]
+    assert df["mood"].isna().all()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"split": ["train", "holdout"]}, "unknown split 'holdout'"),
+        ({"energy": [0.5, "loud"]}, "non-numeric energy value 'loud'"),
+        ({"energy": [0.5, 3.0]}, "energy=3.0 outside [0.0, 1.0]"),
+        ({"track_id": ["a", "a"]}, "duplicate track_id"),
+        ({"audio_path": ["a.wav", "missing.wav"]}, "audio file not found"),
+    ],
+)
+def test_invalid_manifest_names_file_line_and_problem(
+    tmp_path: Path, overrides: dict, message: str
+) -> None:
+    path = _manifest(tmp_path, **overrides)
+    with pytest.raises(ManifestError) as err:
+        read_manifest(path)
+    text = str(err.value)
+    assert str(path) in text and message in text and "line 3" in text and "\n" not in text
+
+
+def test_missing_column_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    pd.DataFrame({"track_id": ["a"], "split": ["train"]}).to_csv(path, index=False)
+    with pytest.raises(ManifestError, match="missing required column.*audio_path"):
+        read_manifest(path)
+
+
+def test_write_is_atomic_and_round_trips_relative_paths(tmp_path: Path) -> None:
+    df = read_manifest(_manifest(tmp_path))
+    out = write_manifest(df, tmp_path / "copy.csv")
+    assert not list(tmp_path.glob("*.tmp"))
+    assert pd.read_csv(out)["audio_path"].tolist() == ["a.wav", "b.wav"]
+    assert read_manifest(out)["audio_path"].tolist() == df["audio_path"].tolist()

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from datamodules.features import FEATURES
+from datamodules.synthetic import render_clip
+from scripts.predict_clip import main
+from tests.conftest import REPO_ROOT, write_tone
+
+
+@pytest.fixture(scope="module")
+def song_mp3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 12 s synthetic rock clip at 44.1 kHz stereo, as mp3: longer than one window, other rate."""
+    samples, _ = render_clip("rock", "happy", 12.0, 44100, np.random.default_rng(5))
+    path = tmp_path_factory.mktemp("audio") / "song.mp3"
+    sf.write(path, np.stack([samples, samples], axis=1), 44100, format="MP3")
+    return path
+
+
+def test_json_output_has_all_three_heads(trained_checkpoint: Path, song_mp3: Path, capsys) -> None:
+    assert (
+        main([str(song_mp3), "--checkpoint", str(trained_checkpoint), "--json", "--top", "6"]) == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert out["windows"] >= 5 and 11.5 < out["duration"] < 12.5  # overlapping 2 s windows
+    assert len(out["genre"]) == 6 and abs(sum(g["probability"] for g in out["genre"]) - 1) < 0.01
+    assert {m["label"] for m in out["mood"]} == {"happy", "sad", "energetic", "calm"}
+    assert set(out["features"]) == set(FEATURES)
+    assert 30 < out["features"]["tempo"] < 250 and -60 < out["features"]["loudness"] < 0
+
+
+def test_text_output_and_default_checkpoint(
+    trained_checkpoint: Path, song_mp3: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    (tmp_path / "checkpoints").mkdir()
+    shutil.copy(trained_checkpoint, tmp_path / "checkpoints" / "best-epoch=001.ckpt")
+    monkeypatch.chdir(tmp_path)
+    assert main([str(song_mp3)]) == 0
+    text = capsys.readouterr().out
+    for word in ("genre:", "mood:", "tempo", "BPM", "loudness", "dB", "danceability"):
+        assert word in text
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "corrupt", "too_short"])
+def test_bad_audio_exits_2_with_one_line(
+    case: str, trained_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    path = tmp_path / "clip.mp3"
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "corrupt":
+        path.write_bytes(np.random.default_rng(0).bytes(5000))
+    elif case == "too_short":
+        path = write_tone(tmp_path / "short.wav", seconds=0.4)
+    assert main([str(path), "--checkpoint", str(trained_checkpoint)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and str(path) in err and "\n" not in err
+
+
+def test_script_runs_as_a_command(trained_checkpoint: Path, song_mp3: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "scripts/predict_clip.py",
+            str(song_mp3),
+            "--checkpoint",
+            str(trained_checkpoint),
+            "--json",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["genre"][0]["label"]
