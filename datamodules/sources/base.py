@@ -1,0 +1,556 @@
+"""What every source shares: turning a listing of items into a checked, resumable manifest.
+
+A source only *lists* items (:class:`Item`: a track id, its labels/features, and where its audio
+is: a local file or an http(s) URL). :func:`build_manifest` does the rest, the same way for every
+source:
+
+1. rows already in ``DIR/manifest.csv`` whose audio still exists are reused (no download, no
+   decode);
+2. remote audio is downloaded into ``DIR/audio/<id>.<ext>`` (bounded concurrency, retries, temp file
+   + rename; see :mod:`datamodules.sources.download`);
+3. every new audio file is decoded once through :mod:`datamodules.audio`; bad ones go to
+   ``DIR/skipped.csv`` with a one-line reason;
+4. splits are assigned (:mod:`datamodules.sources.splits`) and the manifest is written atomically
+   through :func:`datamodules.manifest.write_manifest`, every ``save_every`` rows and at the end,
+   so a killed build loses at most those rows and a re-run finishes the rest;
+5. a summary (listed, labelled, with features, with audio, skipped by reason) is returned, printed
+   by the script and saved as ``DIR/summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import typing
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from datamodules.audio import AudioError, audio_info, load_audio
+from datamodules.manifest import (
+    FEATURE_RANGES,
+    FEATURES,
+    ManifestError,
+    read_manifest,
+    write_manifest,
+)
+from datamodules.sources.splits import SplitConfig, SplitError, SplitLists, assign_splits
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.csv"
+SKIPPED_NAME = "skipped.csv"
+SUMMARY_NAME = "summary.json"
+AUDIO_DIR = "audio"
+LABEL_COLUMNS: tuple[str, ...] = ("genre", "mood")
+
+
+class SourceError(ValueError):
+    """A source that cannot be built (bad config, unreadable table); one line naming the culprit."""
+
+
+@dataclass
+class Item:
+    """One listed track.
+
+    Attributes:
+        track_id: unique id in the manifest (prefix it with the source, e.g. ``fma:2``).
+        row: manifest values (artist, genre, mood, features, ``split`` if the source fixes it, and
+            any extra columns such as ``provider``).
+        audio: a local audio file, or None.
+        url: an http(s) URL to download when ``audio`` is None.
+        file_id: the downloaded file's name stem, derived from ids only (never titles).
+        name: the audio path relative to the source root, for split lists and group regexes.
+    """
+
+    track_id: str
+    row: dict[str, object] = field(default_factory=dict)
+    audio: Path | None = None
+    url: str | None = None
+    file_id: str | None = None
+    name: str | None = None
+
+
+@dataclass
+class Skip:
+    """An item left out of the manifest: ``reason`` is a short category, ``detail`` one line."""
+
+    track_id: str
+    reason: str
+    detail: str = ""
+    item: str = ""
+
+
+@dataclass
+class Listing:
+    """What a source found: items to build, items already rejected, and counters for the summary."""
+
+    items: list[Item] = field(default_factory=list)
+    skips: list[Skip] = field(default_factory=list)
+    notes: dict[str, int] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SourceConfig:
+    """Options every source accepts (YAML keys at the top level of its config).
+
+    Attributes:
+        name: value of the manifest's ``source`` column (default: the source type).
+        min_duration: audio shorter than this many seconds is skipped.
+        split: how rows get their split (see :class:`SplitConfig`).
+        label_map: column -> {source label: project label}; a label mapped to null/"" is cleared.
+        only_mapped: clear labels that ``label_map`` does not name (for that column).
+        keep_unlabelled: keep rows with no genre, mood or feature (default: skip them).
+        save_every: write the manifest after this many new rows (a killed build loses at most
+            these).
+        progress: show tqdm progress bars.
+    """
+
+    name: str = ""
+    min_duration: float = 1.0
+    split: SplitConfig = field(default_factory=SplitConfig)
+    label_map: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    only_mapped: bool = False
+    keep_unlabelled: bool = False
+    save_every: int = 50
+    progress: bool = True
+
+
+# ---------------------------------------------------------------------------------------------
+# Config parsing: YAML mappings -> dataclasses, with one-line errors naming the key.
+
+
+def from_mapping(cls: type, data: Mapping[str, object] | None, where: str) -> object:
+    """Build dataclass ``cls`` from ``data``; nested dataclass fields are built recursively.
+
+    Raises:
+        SourceError: unknown or missing key, wrong nesting, or a value the dataclass refuses.
+    """
+    data = {} if data is None else data
+    if not isinstance(data, Mapping):
+        raise SourceError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    unknown = sorted(str(k) for k in data if k not in names)
+    if unknown:
+        raise SourceError(
+            f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(names)})"
+        )
+    kwargs = {}
+    for key, value in data.items():
+        if is_dataclass(hints[key]):
+            value = from_mapping(hints[key], value, f"{where}.{key}")
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except (TypeError, SplitError, SourceError) as err:
+        raise SourceError(f"{where}: {err}") from err
+
+
+def public_config(config: object) -> dict:
+    """The config as a plain dict with secrets removed (for summary.json)."""
+    data = asdict(config)
+    for key in list(data):
+        if any(word in key.lower() for word in ("secret", "token", "password", "client_id")):
+            data[key] = "***" if data[key] else data[key]
+    return json.loads(json.dumps(data, default=str))
+
+
+# ---------------------------------------------------------------------------------------------
+# Labels and values
+
+
+def map_label(value: object, column: str, config: SourceConfig) -> str | None:
+    """Clean a label and apply ``label_map``; empty/NaN -> None."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    mapping = config.label_map.get(column) or {}
+    if text in mapping:
+        mapped = mapping[text]
+        return str(mapped).strip() or None if mapped is not None else None
+    folded = {str(k).casefold(): v for k, v in mapping.items()}
+    if text.casefold() in folded:
+        mapped = folded[text.casefold()]
+        return str(mapped).strip() or None if mapped is not None else None
+    return None if config.only_mapped and mapping else text
+
+
+def to_float(value: object) -> float | None:
+    """A finite float, or None for empty/NaN/non-numeric values."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def has_label(row: Mapping[str, object]) -> bool:
+    return any(row.get(c) not in (None, "") for c in LABEL_COLUMNS)
+
+
+def has_features(row: Mapping[str, object]) -> bool:
+    return any(to_float(row.get(f)) is not None for f in FEATURES)
+
+
+# ---------------------------------------------------------------------------------------------
+# Summary
+
+
+@dataclass
+class Summary:
+    """Counts of one build. ``skipped`` maps reason -> count."""
+
+    source: str
+    out: str
+    listed: int = 0
+    labelled: int = 0
+    with_features: int = 0
+    with_audio: int = 0
+    reused: int = 0
+    checked: int = 0
+    downloaded: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    notes: dict[str, int] = field(default_factory=dict)
+    splits: dict[str, int] = field(default_factory=dict)
+
+    def format(self) -> str:
+        lines = [
+            f"{self.source}: {self.out}/{MANIFEST_NAME}",
+            f"  tracks listed      {self.listed}",
+            f"  labelled           {self.labelled}",
+            f"  with features      {self.with_features}",
+            f"  with audio         {self.with_audio}  (reused {self.reused}, decoded "
+            f"{self.checked}, downloaded {self.downloaded})",
+            "  splits             "
+            + (", ".join(f"{k} {v}" for k, v in self.splits.items()) or "-"),
+            f"  skipped            {sum(self.skipped.values())}",
+        ]
+        lines += [f"    {reason:<24} {n}" for reason, n in sorted(self.skipped.items())]
+        lines += [f"  {note:<18} {n}" for note, n in sorted(self.notes.items())]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# The build
+
+
+def check_audio(path: Path, min_duration: float) -> str | None:
+    """Decode ``path`` once (at its own rate); None when usable, else a one-line reason."""
+    try:
+        info = audio_info(path)
+        load_audio(
+            path, sample_rate=info.sample_rate, min_duration=min_duration, allow_silence=False
+        )
+    except AudioError as err:
+        return str(err)
+    return None
+
+
+def _existing_rows(manifest: Path) -> dict[str, dict[str, object]]:
+    """Rows of a previous (possibly interrupted) build whose audio still exists, by track id."""
+    if not manifest.is_file():
+        return {}
+    try:
+        df = read_manifest(manifest, check_audio=False)
+    except ManifestError as err:
+        log.warning("ignoring unreadable previous manifest: %s", err)
+        return {}
+    rows = {}
+    for record in df.astype(object).where(df.notna(), None).to_dict("records"):
+        if os.path.isfile(str(record["audio_path"])):
+            rows[str(record["track_id"])] = record
+    return rows
+
+
+def _previous_bad_audio(skipped: Path) -> dict[str, Skip]:
+    """Files a previous build found undecodable and that have not changed since (by mtime)."""
+    if not skipped.is_file():
+        return {}
+    try:
+        frame = pd.read_csv(skipped, dtype=str, keep_default_na=False)
+        written = skipped.stat().st_mtime
+        return {
+            r["track_id"]: Skip(r["track_id"], r["reason"], r["detail"], r["item"])
+            for r in frame.to_dict("records")
+            if r["reason"] == "bad audio"
+            and os.path.isfile(r["item"])
+            and os.path.getmtime(r["item"]) < written
+        }
+    except (OSError, KeyError, ValueError, pd.errors.ParserError):
+        return {}
+
+
+def _write_skipped(path: Path, skips: list[Skip]) -> None:
+    frame = pd.DataFrame(
+        [(s.track_id, s.reason, s.detail, s.item) for s in skips],
+        columns=["track_id", "reason", "detail", "item"],
+    )
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
+        frame.to_csv(tmp, index=False)
+    os.replace(tmp.name, path)
+
+
+def _write_json(path: Path, data: object) -> None:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
+        json.dump(data, tmp, indent=2, sort_keys=False)
+        tmp.write("\n")
+    os.replace(tmp.name, path)
+
+
+class _Rows:
+    """The rows built so far; writes the manifest with provisional splits every ``save_every``."""
+
+    def __init__(self, manifest: Path, split: SplitConfig, source: str, save_every: int) -> None:
+        self.manifest, self.split, self.source = manifest, split, source
+        self.save_every = max(1, int(save_every))
+        self.rows: dict[str, dict[str, object]] = {}
+        self.unsaved = 0
+
+    def add(self, track_id: str, row: dict[str, object]) -> None:
+        self.rows[track_id] = row
+        self.unsaved += 1
+        if self.unsaved >= self.save_every:
+            self.save()
+
+    def frame(self) -> pd.DataFrame:
+        ordered = [self.rows[k] for k in sorted(self.rows)]
+        splits = assign_splits(ordered, self.split)
+        df = pd.DataFrame(ordered).drop(columns=["group_name"], errors="ignore")
+        if df.empty:
+            return df
+        df["split"] = splits
+        if "source" not in df.columns or df["source"].isna().any():
+            df["source"] = df.get("source", pd.Series(index=df.index, dtype=object)).fillna(
+                self.source
+            )
+        return df
+
+    def save(self) -> pd.DataFrame:
+        df = self.frame()
+        if not df.empty:
+            write_manifest(df, self.manifest)
+        self.unsaved = 0
+        return df
+
+
+def build_manifest(
+    listing: Listing,
+    out: str | os.PathLike,
+    config: SourceConfig,
+    source: str,
+    download: Callable[[list[Item], Path], dict[str, Skip | None]] | None = None,
+) -> Summary:
+    """Build ``out/manifest.csv`` from a source's listing (see the module docstring).
+
+    Args:
+        listing: the items the source found and the ones it already rejected.
+        out: output folder (created).
+        config: common options.
+        source: the source type (default for the ``source`` column).
+        download: fetches remote items into ``out/audio`` and returns track_id -> Skip or None;
+            required when any item has a ``url``.
+
+    Returns:
+        The build's :class:`Summary` (also saved as ``out/summary.json``).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = config.name or source
+    manifest = out / MANIFEST_NAME
+    skips = list(listing.skips)
+    summary = Summary(source=name, out=str(out), notes=dict(listing.notes))
+    previous = _existing_rows(manifest)
+    known_bad = _previous_bad_audio(out / SKIPPED_NAME)
+    lists = SplitLists({k: Path(v) for k, v in config.split.lists.items()})
+    rows = _Rows(manifest, config.split, name, config.save_every)
+
+    # Labels, features and fixed splits of every listed item; rejects the useless ones up front.
+    seen: set[str] = set()
+    todo: list[Item] = []
+    for item in listing.items:
+        if item.track_id in seen:
+            skips.append(Skip(item.track_id, "duplicate track id", "listed twice", item.name or ""))
+            continue
+        seen.add(item.track_id)
+        row = dict(item.row)
+        for column in LABEL_COLUMNS:
+            row[column] = map_label(row.get(column), column, config)
+        for feature in FEATURES:
+            if row.get(feature) is None:
+                continue
+            value = to_float(row[feature])
+            low, high = FEATURE_RANGES[feature]
+            if value is None or not low <= value <= high:
+                summary.notes["feature values dropped"] = (
+                    summary.notes.get("feature values dropped", 0) + 1
+                )
+                listing.messages.append(
+                    f"{item.track_id}: {feature}={row[feature]!r} is not a number in "
+                    f"[{low:g}, {high:g}]; left empty"
+                )
+                value = None
+            row[feature] = value
+        summary.labelled += has_label(row)
+        summary.with_features += has_features(row)
+        if not (config.keep_unlabelled or has_label(row) or has_features(row)):
+            skips.append(
+                Skip(item.track_id, "no label", "no genre, mood or feature", item.name or "")
+            )
+            continue
+        if lists and row.get("split") is None:
+            listed_split = lists.lookup(item.name or "")
+            if listed_split:
+                row["split"] = listed_split
+            elif config.split.unlisted == "skip":
+                skips.append(
+                    Skip(
+                        item.track_id,
+                        "not in split lists",
+                        "in none of split.lists",
+                        item.name or "",
+                    )
+                )
+                continue
+            elif config.split.unlisted != "assign":
+                row["split"] = config.split.unlisted
+        row["track_id"] = item.track_id
+        row.setdefault("source", name)
+        row["group_name"] = item.name or item.file_id or item.track_id
+        item.row = row
+        todo.append(item)
+    summary.listed = len(seen) + sum(1 for s in listing.skips if s.track_id not in seen)
+
+    # Reuse rows whose audio was already checked; everything else needs (download and) a decode.
+    fresh: list[Item] = []
+    for item in todo:
+        old = previous.get(item.track_id)
+        local = str(item.audio.resolve()) if item.audio is not None else None
+        if old is not None and (local is None or os.path.abspath(str(old["audio_path"])) == local):
+            item.row["audio_path"] = str(old["audio_path"])
+            for key in ("provider",):
+                if old.get(key) is not None and item.row.get(key) is None:
+                    item.row[key] = old[key]
+            rows.rows[item.track_id] = item.row
+            summary.reused += 1
+        else:
+            fresh.append(item)
+    # Rows of a previous build that this listing no longer has are kept: nothing built is lost.
+    for track_id, old in previous.items():
+        if track_id not in seen:
+            rows.rows[track_id] = {k: v for k, v in old.items()}
+
+    remote = [item for item in fresh if item.audio is None and item.url]
+    if remote:
+        if download is None:
+            raise SourceError(f"{name}: items have URLs but the source gave no downloader")
+        (out / AUDIO_DIR).mkdir(exist_ok=True)
+        results = download(remote, out / AUDIO_DIR)
+        summary.downloaded = sum(1 for it in remote if results.get(it.track_id) is None)
+        for item in remote:
+            failure = results.get(item.track_id)
+            if failure is not None:
+                skips.append(failure)
+    for item in fresh:
+        if item.audio is None and not item.url:
+            skips.append(
+                Skip(item.track_id, "no audio", "no local file or preview URL", item.name or "")
+            )
+
+    checkable = [item for item in fresh if item.audio is not None]
+    bar = tqdm(checkable, desc=f"{name}: checking audio", unit="file", disable=not config.progress)
+    for item in bar:
+        old_skip = known_bad.get(item.track_id)
+        if old_skip is not None and old_skip.item == str(item.audio):
+            skips.append(old_skip)  # unchanged since it was found bad: no second decode
+            continue
+        reason = check_audio(item.audio, config.min_duration)
+        summary.checked += 1
+        if reason is not None:
+            skips.append(Skip(item.track_id, "bad audio", reason, str(item.audio)))
+            if item.url and item.audio.parent == out / AUDIO_DIR:
+                item.audio.unlink(missing_ok=True)  # a re-run downloads it again
+            continue
+        item.row["audio_path"] = str(item.audio.resolve())
+        rows.add(item.track_id, item.row)
+
+    df = rows.save()
+    if df.empty:
+        _write_skipped(out / SKIPPED_NAME, skips)
+        raise SourceError(f"{name}: no usable track (see {out / SKIPPED_NAME})")
+    _write_skipped(out / SKIPPED_NAME, skips)
+    summary.with_audio = len(df)
+    summary.skipped = dict(Counter(s.reason for s in skips))
+    summary.splits = {k: int(v) for k, v in df["split"].value_counts().sort_index().items()}
+    _write_json(out / SUMMARY_NAME, {**asdict(summary), "messages": listing.messages})
+    return summary
+
+
+def run_source(
+    config_cls: type,
+    lister: Callable[[object], Listing],
+    source: str,
+    downloader: Callable[[object], Callable[[list[Item], Path], dict[str, Skip | None]]]
+    | None = None,
+) -> Callable[[Mapping[str, object] | None, str | os.PathLike], Summary]:
+    """Make a source's ``build(config_mapping, out)`` from its config class and lister."""
+
+    def build(mapping: Mapping[str, object] | None, out: str | os.PathLike) -> Summary:
+        config = from_mapping(config_cls, mapping, f"{source} config")
+        listing = lister(config)
+        for message in listing.messages:
+            log.warning("%s", message)
+        return build_manifest(
+            listing,
+            out,
+            config,
+            source,
+            download=downloader(config) if downloader else None,
+        )
+
+    build.__doc__ = f"Build a manifest from the {source!r} source."
+    return build
+
+
+def iter_audio_files(root: Path, extensions: Iterable[str]) -> list[Path]:
+    """Audio files under ``root`` (recursive, sorted, hidden files ignored)."""
+    wanted = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in wanted and not p.name.startswith(".")
+    )
+
+
+def read_table(path: str | os.PathLike, **kwargs: object) -> pd.DataFrame:
+    """Read a CSV/TSV/Parquet table with every cell as text; one-line SourceError on failure."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise SourceError(f"{path}: table not found")
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path).astype("string")
+        sep = "\t" if path.suffix in (".tsv", ".tab") else ","
+        options = {"sep": sep, "dtype": str, "keep_default_na": False, **kwargs}
+        return pd.read_csv(path, **options)
+    except Exception as err:  # pandas raises many types for malformed files
+        detail = " ".join(str(err).split())
+        raise SourceError(f"{path}: cannot parse table ({type(err).__name__}: {detail})") from err
+
+
+def feature_value(raw: object, spec: object) -> float | None:
+    """Apply a feature mapping ``spec`` ({column, scale, offset} or a column name) to ``raw``."""
+    value = to_float(raw)
+    if value is None or not isinstance(spec, Mapping):
+        return value
+    return value * float(spec.get("scale", 1.0)) + float(spec.get("offset", 0.0))

@@ -1,0 +1,147 @@
+"""``labels``: a folder of audio plus a labels table, with a column mapping.
+
+Generic: which CSV column holds the track id, the audio path, the artist, the genre, the mood, the
+split, which hold features (with an optional affine ``scale``/``offset``, e.g. a ±1 arousal sign
+to a weak 0/1 ``energy`` target) and which are copied verbatim (e.g. ``tag_<name>`` soft targets).
+Label renaming is ``label_map`` (common to all sources). Without an audio path column, files under
+``root`` are matched to the track id column by file stem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datamodules.audio import AUDIO_EXTENSIONS
+from datamodules.manifest import FEATURES, SPLITS
+from datamodules.sources.base import (
+    Item,
+    Listing,
+    Skip,
+    SourceConfig,
+    SourceError,
+    feature_value,
+    iter_audio_files,
+    read_table,
+    run_source,
+)
+
+#: Manifest columns the ``columns`` mapping may name.
+MAPPABLE: tuple[str, ...] = ("track_id", "audio_path", "artist", "genre", "mood", "split")
+
+
+@dataclass
+class LabelsConfig(SourceConfig):
+    """Options of the labels source (plus :class:`SourceConfig`'s).
+
+    Attributes:
+        root: folder the audio paths are relative to (and searched when there is no path column).
+        labels: the table (CSV/TSV/Parquet); default ``<root>/labels.csv``.
+        columns: manifest column -> table column, for ``track_id``, ``audio_path``, ``artist``,
+            ``genre``, ``mood``, ``split``. Unnamed ones default to a same-named table column
+            (except ``split``, which is only used when mapped).
+        features: feature -> table column, or ``{column, scale, offset}`` (value*scale + offset).
+            Default: same-named feature columns of the table.
+        extra_columns: manifest column -> table column copied verbatim (e.g. ``tag_calmness``).
+        split_map: table split value -> train/val/test (e.g. ``training: train``).
+        id_prefix: prefix added to the track id (e.g. ``gtzan:``).
+        extensions: audio extensions searched when matching files by track id.
+    """
+
+    root: str = ""
+    labels: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+    features: dict[str, object] = field(default_factory=dict)
+    extra_columns: dict[str, str] = field(default_factory=dict)
+    split_map: dict[str, str] = field(default_factory=dict)
+    id_prefix: str = ""
+    extensions: list[str] = field(default_factory=lambda: list(AUDIO_EXTENSIONS))
+
+    def __post_init__(self) -> None:
+        if not self.root:
+            raise SourceError("root is required (the folder the audio paths are relative to)")
+        unknown = sorted(set(self.columns) - set(MAPPABLE))
+        if unknown:
+            raise SourceError(
+                f"columns: cannot map {', '.join(unknown)} (mappable: {', '.join(MAPPABLE)})"
+            )
+        unknown = sorted(set(self.features) - set(FEATURES))
+        if unknown:
+            raise SourceError(f"features: unknown feature(s) {', '.join(unknown)}")
+        bad = sorted(v for v in self.split_map.values() if v not in SPLITS)
+        if bad:
+            raise SourceError(f"split_map: values must be {', '.join(SPLITS)}, got {bad}")
+
+
+def _column(spec: object) -> str:
+    return str(spec["column"]) if isinstance(spec, dict) else str(spec)
+
+
+def list_items(config: LabelsConfig) -> Listing:
+    """One item per table row."""
+    root = Path(config.root).expanduser()
+    if not root.is_dir():
+        raise SourceError(f"{root}: folder not found")
+    table_path = Path(config.labels).expanduser() if config.labels else root / "labels.csv"
+    table = read_table(table_path)
+    available = list(table.columns)
+    columns = {c: c for c in MAPPABLE if c != "split" and c in available}
+    columns.update(config.columns)
+    features = config.features or {f: f for f in FEATURES if f in available}
+    wanted = {
+        **{f"columns.{k}": v for k, v in columns.items()},
+        **{f"features.{k}": _column(v) for k, v in features.items()},
+        **{f"extra_columns.{k}": v for k, v in config.extra_columns.items()},
+    }
+    for key, column in wanted.items():
+        if column not in available:
+            raise SourceError(
+                f"{table_path}: no column {column!r} (mapped by {key}); "
+                f"columns are {', '.join(available)}"
+            )
+    if "track_id" not in columns and "audio_path" not in columns:
+        raise SourceError(f"{table_path}: map columns.track_id or columns.audio_path")
+    by_stem: dict[str, Path] = {}
+    if "audio_path" not in columns:
+        for path in iter_audio_files(root, config.extensions):
+            by_stem.setdefault(path.stem, path)
+
+    listing = Listing()
+    for line, record in enumerate(table.to_dict("records"), start=2):
+        raw_id = str(record[columns["track_id"]]).strip() if "track_id" in columns else ""
+        rel = str(record[columns["audio_path"]]).strip() if "audio_path" in columns else ""
+        if not raw_id:
+            raw_id = Path(rel).with_suffix("").as_posix() if rel else ""
+        if not raw_id:
+            listing.skips.append(Skip(f"{table_path.name}:{line}", "no track id", f"line {line}"))
+            continue
+        track_id = f"{config.id_prefix}{raw_id}"
+        row: dict[str, object] = {
+            c: (str(record[columns[c]]).strip() or None)
+            for c in ("artist", "genre", "mood")
+            if c in columns
+        }
+        if "split" in columns:
+            value = str(record[columns["split"]]).strip()
+            row["split"] = config.split_map.get(value, value if value in SPLITS else None)
+        for name, spec in features.items():
+            row[name] = feature_value(record[_column(spec)], spec)
+        for name, column in config.extra_columns.items():
+            row[name] = record[column]
+        if rel:
+            audio = Path(rel).expanduser()
+            audio = audio if audio.is_absolute() else root / audio
+        else:
+            audio = by_stem.get(raw_id) or by_stem.get(raw_id.rsplit(":", 1)[-1])
+        if audio is None or not audio.is_file():
+            where = str(audio) if audio is not None else f"no file named {raw_id}.* under {root}"
+            listing.skips.append(Skip(track_id, "audio file not found", where, rel or raw_id))
+            continue
+        name = audio.relative_to(root).as_posix() if audio.is_relative_to(root) else audio.name
+        listing.items.append(Item(track_id=track_id, row=row, audio=audio, name=name))
+    if not listing.items and not listing.skips:
+        raise SourceError(f"{table_path}: no rows")
+    return listing
+
+
+build = run_source(LabelsConfig, list_items, "labels")
