@@ -112,6 +112,8 @@ class MusicTagger(pl.LightningModule):
         )
         self.net = build_network(self.hparams)
         self.metrics = nn.ModuleDict({split: self._make_metrics() for split in EVAL_SPLITS})
+        # Training metrics on the augmented crops; not in ``metrics``: "train" is a Module method.
+        self.train_metrics = self._make_metrics()
         self.loss_means = nn.ModuleDict(
             {
                 split: nn.ModuleDict({k: MeanMetric() for k in self._loss_names()})
@@ -183,7 +185,8 @@ class MusicTagger(pl.LightningModule):
         return out, losses
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        _, losses = self._shared_step(batch, "train")
+        out, losses = self._shared_step(batch, "train")
+        self._update_metrics(out, batch, "train")
         self.log_dict(
             {f"train/{k}": v.detach() for k, v in losses.items()},
             on_step=True,
@@ -196,7 +199,13 @@ class MusicTagger(pl.LightningModule):
         out, losses = self._shared_step(batch, split)
         for k, v in losses.items():
             self.loss_means[split][k].update(v.detach(), weight=len(batch["audio"]))
-        metrics = self.metrics[split]
+        self._update_metrics(out, batch, split)
+        return out
+
+    def _update_metrics(
+        self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], split: str
+    ) -> None:
+        metrics = self.train_metrics if split == "train" else self.metrics[split]
         for task in ("genre", "mood"):
             if task in metrics:
                 metrics[task].update(out[task].detach(), batch[task])
@@ -211,7 +220,6 @@ class MusicTagger(pl.LightningModule):
                     )
                     metrics[f"r2_{name}"].update(pred, target)
                     metrics[f"r_{name}"].update(pred, target)
-        return out
 
     def validation_step(
         self, batch: dict[str, torch.Tensor], batch_idx: int
@@ -223,10 +231,12 @@ class MusicTagger(pl.LightningModule):
 
     def _log_eval(self, split: str) -> None:
         values: dict[str, float] = {}
-        for k, mean in self.loss_means[split].items():
+        # train losses are logged per step and epoch by training_step; eval losses are means here
+        means = self.loss_means[split].items() if split in self.loss_means else ()
+        for k, mean in means:
             values[f"{split}/{k}"] = mean.compute()
             mean.reset()
-        metrics = self.metrics[split]
+        metrics = self.train_metrics if split == "train" else self.metrics[split]
         for name, metric in metrics.items():
             if isinstance(metric, MetricCollection):
                 if metric[next(iter(metric.keys(keep_base=True)))].update_count:
@@ -245,8 +255,11 @@ class MusicTagger(pl.LightningModule):
         headline = {
             k: values.pop(k) for k in (f"{split}/genre_acc", f"{split}/mood_acc") if k in values
         }
-        self.log_dict(headline, sync_dist=True, prog_bar=True)
+        self.log_dict(headline, sync_dist=True, prog_bar=split != "train")
         self.log_dict(values, sync_dist=True)
+
+    def on_train_epoch_end(self) -> None:
+        self._log_eval("train")
 
     def on_validation_epoch_end(self) -> None:
         self._log_eval("val")
