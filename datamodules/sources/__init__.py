@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 SOURCES: dict[str, str] = {
     "folder": "datamodules.sources.folder:build",
     "labels": "datamodules.sources.labels:build",
+    "csv": "datamodules.sources.csv_tables:build",
     "musicnn": "datamodules.sources.musicnn:build",
 }
 

@@ -76,6 +76,7 @@ class Item:
     url: str | None = None
     file_id: str | None = None
     name: str | None = None
+    fetched: bool = False  # set by the downloader when this build downloaded the file
 
 
 @dataclass
@@ -108,7 +109,11 @@ class SourceConfig:
         split: how rows get their split (see :class:`SplitConfig`).
         label_map: column -> {source label: project label}; a label mapped to null/"" is cleared.
         only_mapped: clear labels that ``label_map`` does not name (for that column).
+        lowercase_labels: lower-case genre and mood names (``Happy`` -> ``happy``) before mapping.
         keep_unlabelled: keep rows with no genre, mood or feature (default: skip them).
+        conflicts: a track listed twice with different labels (two moods' playlists, two tables):
+            ``majority`` (label listed most often, ties to the first listed), ``first``, ``drop``
+            (label left empty, row kept) or ``skip`` (see :func:`merge_duplicates`).
         save_every: write the manifest after this many new rows (a killed build loses at most
             these).
         progress: show tqdm progress bars.
@@ -119,7 +124,9 @@ class SourceConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     label_map: dict[str, dict[str, str | None]] = field(default_factory=dict)
     only_mapped: bool = False
+    lowercase_labels: bool = False
     keep_unlabelled: bool = False
+    conflicts: str = "majority"
     save_every: int = 50
     progress: bool = True
 
@@ -175,6 +182,8 @@ def map_label(value: object, column: str, config: SourceConfig) -> str | None:
     text = str(value).strip()
     if not text:
         return None
+    if config.lowercase_labels:
+        text = text.lower()
     mapping = config.label_map.get(column) or {}
     if text in mapping:
         mapped = mapping[text]
@@ -201,6 +210,65 @@ def has_label(row: Mapping[str, object]) -> bool:
 
 def has_features(row: Mapping[str, object]) -> bool:
     return any(to_float(row.get(f)) is not None for f in FEATURES)
+
+
+#: How a track listed twice with different labels (two moods' playlists, two tables) is resolved.
+CONFLICT_POLICIES: tuple[str, ...] = ("majority", "first", "drop", "skip")
+
+
+def merge_duplicates(
+    items: list[Item], policy: str = "majority"
+) -> tuple[list[Item], list[Skip], dict[str, int]]:
+    """Merge items listed more than once under one track id.
+
+    Other values: the first non-empty one wins (in listing order). A label column (genre, mood) with
+    different values is resolved by ``policy``: ``majority`` (the label listed most often; a tie
+    goes to the one listed first), ``first``, ``drop`` (label left empty, the row stays for its
+    other labels and features) or ``skip`` (track left out). Returns (items, skips, notes) where
+    notes count ``tracks listed twice`` and ``<column> conflicts``.
+    """
+    if policy not in CONFLICT_POLICIES:
+        raise SourceError(f"conflict policy must be one of {', '.join(CONFLICT_POLICIES)}")
+    groups: dict[str, list[Item]] = {}
+    for item in items:
+        groups.setdefault(item.track_id, []).append(item)
+    merged: list[Item] = []
+    skips: list[Skip] = []
+    notes: Counter[str] = Counter()
+    for track_id, group in groups.items():
+        first = group[0]
+        if len(group) == 1:
+            merged.append(first)
+            continue
+        notes["tracks listed twice"] += 1
+        row: dict[str, object] = {}
+        for other in group:
+            for key, value in other.row.items():
+                if row.get(key) in (None, "") and value not in (None, ""):
+                    row[key] = value
+        conflict = None
+        for column in LABEL_COLUMNS:
+            values = [str(o.row[column]) for o in group if o.row.get(column) not in (None, "")]
+            if len(set(values)) <= 1:
+                continue
+            notes[f"{column} conflicts"] += 1
+            counts = Counter(values)
+            if policy == "majority":
+                row[column] = max(counts, key=lambda v: (counts[v], -values.index(v)))
+            elif policy == "first":
+                row[column] = values[0]
+            elif policy == "drop":
+                row[column] = None
+            else:
+                conflict = f"{column}: {' / '.join(sorted(counts))}"
+        if conflict:
+            skips.append(Skip(track_id, "conflicting labels", conflict, first.name or ""))
+            continue
+        first.row = row
+        first.url = first.url or next((o.url for o in group if o.url), None)
+        first.audio = first.audio or next((o.audio for o in group if o.audio), None)
+        merged.append(first)
+    return merged, skips, dict(notes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,14 +443,8 @@ def build_manifest(
     lists = SplitLists({k: Path(v) for k, v in config.split.lists.items()})
     rows = _Rows(manifest, config.split, name, config.save_every)
 
-    # Labels, features and fixed splits of every listed item; rejects the useless ones up front.
-    seen: set[str] = set()
-    todo: list[Item] = []
+    # Clean labels and features, then merge tracks listed twice (e.g. in two moods' playlists).
     for item in listing.items:
-        if item.track_id in seen:
-            skips.append(Skip(item.track_id, "duplicate track id", "listed twice", item.name or ""))
-            continue
-        seen.add(item.track_id)
         row = dict(item.row)
         for column in LABEL_COLUMNS:
             row[column] = map_label(row.get(column), column, config)
@@ -401,6 +463,18 @@ def build_manifest(
                 )
                 value = None
             row[feature] = value
+        item.row = row
+    items, conflict_skips, notes = merge_duplicates(listing.items, config.conflicts)
+    skips += conflict_skips
+    for key, count in notes.items():
+        summary.notes[key] = summary.notes.get(key, 0) + count
+
+    # Reject the useless items up front and fix the splits that lists decide.
+    seen: set[str] = {s.track_id for s in conflict_skips}
+    todo: list[Item] = []
+    for item in items:
+        seen.add(item.track_id)
+        row = item.row
         summary.labelled += has_label(row)
         summary.with_features += has_features(row)
         if not (config.keep_unlabelled or has_label(row) or has_features(row)):
@@ -456,7 +530,7 @@ def build_manifest(
             raise SourceError(f"{name}: items have URLs but the source gave no downloader")
         (out / AUDIO_DIR).mkdir(exist_ok=True)
         results = download(remote, out / AUDIO_DIR)
-        summary.downloaded = sum(1 for it in remote if results.get(it.track_id) is None)
+        summary.downloaded = sum(1 for it in remote if it.fetched)
         for item in remote:
             failure = results.get(item.track_id)
             if failure is not None:
