@@ -16,6 +16,7 @@ SOURCES: dict[str, str] = {
     "folder": "datamodules.sources.folder:build",
     "labels": "datamodules.sources.labels:build",
     "csv": "datamodules.sources.csv_tables:build",
+    "fma": "datamodules.sources.fma:build",
     "musicnn": "datamodules.sources.musicnn:build",
 }
 
