@@ -5,13 +5,14 @@ PY     := $(VENV)/bin/python
 # The stamp records that this pyproject.toml was installed, so a second `make train` installs nothing.
 STAMP  := $(VENV)/.installed
 
-.PHONY: train test test-all lint format tensorboard bench clean help
+.PHONY: train test test-all lint format tensorboard bench clean help real-manifest train-real
 
 help:
 	@echo "make train        create .venv (once), train on the embedded synthetic dataset"
 	@echo "make test         run the test suite (CPU, offline)"
 	@echo "make tensorboard  open TensorBoard on logs/"
 	@echo "make lint         ruff format --check + ruff check"
+	@echo "make train-real   import + mix ../shared/data (REAL_DATA=dir), train configs/real.yaml"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +22,24 @@ $(STAMP): pyproject.toml
 
 train: $(STAMP)
 	$(PY) scripts/train.py $(ARGS)
+
+# Real music: import each labelled set (configs/sources/*.yaml), mix them with group-aware splits
+# (configs/mix/real.yaml), train configs/real.yaml. REAL_DATA holds gtzan3/, emotify/, mood4q/.
+REAL_DATA    ?= ../shared/data
+REAL_DIR     ?= data/real
+REAL_SOURCES ?= gtzan3 emotify mood4q
+
+real-manifest: $(STAMP)
+	@for s in $(REAL_SOURCES); do \
+	  $(PY) scripts/build_dataset.py configs/sources/$$s.yaml --set root=$(REAL_DATA)/$$s \
+	    --out $(REAL_DIR)/$$s --quiet || exit 1; \
+	done
+	$(PY) scripts/mix_manifests.py --spec configs/mix/real.yaml --root $(REAL_DIR) \
+	  --out $(REAL_DIR)/manifest.csv
+
+train-real: real-manifest
+	$(PY) scripts/train.py --config configs/real.yaml --data.manifest $(REAL_DIR)/manifest.csv \
+	  --test_after_fit false $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not gpu" $(ARGS)
