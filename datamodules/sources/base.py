@@ -77,6 +77,7 @@ class Item:
     file_id: str | None = None
     name: str | None = None
     fetched: bool = False  # set by the downloader when this build downloaded the file
+    no_audio: str = "no local file or preview URL"  # skip detail when there is neither
 
 
 @dataclass
@@ -524,39 +525,54 @@ def build_manifest(
         if track_id not in seen:
             rows.rows[track_id] = {k: v for k, v in old.items()}
 
-    remote = [item for item in fresh if item.audio is None and item.url]
-    if remote:
-        if download is None:
-            raise SourceError(f"{name}: items have URLs but the source gave no downloader")
-        (out / AUDIO_DIR).mkdir(exist_ok=True)
-        results = download(remote, out / AUDIO_DIR)
-        summary.downloaded = sum(1 for it in remote if it.fetched)
-        for item in remote:
-            failure = results.get(item.track_id)
-            if failure is not None:
-                skips.append(failure)
     for item in fresh:
         if item.audio is None and not item.url:
-            skips.append(
-                Skip(item.track_id, "no audio", "no local file or preview URL", item.name or "")
-            )
+            skips.append(Skip(item.track_id, "no audio", item.no_audio, item.name or ""))
+    local = [item for item in fresh if item.audio is not None]
+    remote = [item for item in fresh if item.audio is None and item.url]
+    if remote and download is None:
+        raise SourceError(f"{name}: items have URLs but the source gave no downloader")
+    bar = tqdm(
+        total=len(local) + len(remote),
+        desc=f"{name}: {'downloading and ' if remote else ''}checking audio",
+        unit="file",
+        disable=not config.progress,
+    )
 
-    checkable = [item for item in fresh if item.audio is not None]
-    bar = tqdm(checkable, desc=f"{name}: checking audio", unit="file", disable=not config.progress)
-    for item in bar:
-        old_skip = known_bad.get(item.track_id)
-        if old_skip is not None and old_skip.item == str(item.audio):
-            skips.append(old_skip)  # unchanged since it was found bad: no second decode
-            continue
-        reason = check_audio(item.audio, config.min_duration)
-        summary.checked += 1
-        if reason is not None:
-            skips.append(Skip(item.track_id, "bad audio", reason, str(item.audio)))
-            if item.url and item.audio.parent == out / AUDIO_DIR:
-                item.audio.unlink(missing_ok=True)  # a re-run downloads it again
-            continue
-        item.row["audio_path"] = str(item.audio.resolve())
-        rows.add(item.track_id, item.row)
+    def check(batch: list[Item]) -> None:
+        for item in batch:
+            bar.update()
+            if item.audio is None:
+                continue
+            old_skip = known_bad.get(item.track_id)
+            if old_skip is not None and old_skip.item == str(item.audio):
+                skips.append(old_skip)  # unchanged since it was found bad: no second decode
+                continue
+            reason = check_audio(item.audio, config.min_duration)
+            summary.checked += 1
+            if reason is not None:
+                skips.append(Skip(item.track_id, "bad audio", reason, str(item.audio)))
+                if item.url and item.audio.parent == out / AUDIO_DIR:
+                    item.audio.unlink(missing_ok=True)  # a re-run downloads it again
+                continue
+            item.row["audio_path"] = str(item.audio.resolve())
+            rows.add(item.track_id, item.row)
+
+    check(local)
+    if remote:
+        audio_dir = out / AUDIO_DIR
+        audio_dir.mkdir(exist_ok=True)
+        for stale in audio_dir.glob("*.part"):  # left by a killed build
+            stale.unlink(missing_ok=True)
+        # Download and check in chunks, so the manifest grows (and is saved) while downloading.
+        chunk = max(1, config.save_every)
+        for start in range(0, len(remote), chunk):
+            batch = remote[start : start + chunk]
+            results = download(batch, audio_dir)
+            summary.downloaded += sum(1 for it in batch if it.fetched)
+            skips.extend(r for r in (results.get(it.track_id) for it in batch) if r is not None)
+            check(batch)
+    bar.close()
 
     df = rows.save()
     if df.empty:

@@ -187,7 +187,7 @@ def list_items(config: CsvConfig) -> Listing:
 
 
 def _downloader(config: CsvConfig):  # type: ignore[no-untyped-def]
-    return downloader(config.download, progress=config.progress)
+    return downloader(config.download)
 
 
 build = run_source(CsvConfig, list_items, "csv", downloader=_downloader)

@@ -26,7 +26,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from tqdm.auto import tqdm
 from urllib3.util.retry import Retry
 
 from datamodules.audio import AUDIO_EXTENSIONS
@@ -198,9 +197,7 @@ def audio_suffix(url: str) -> str:
     return suffix if suffix in AUDIO_EXTENSIONS else ".mp3"
 
 
-def downloader(
-    config: DownloadConfig, progress: bool = True
-) -> Callable[[list[Item], Path], dict[str, Skip | None]]:
+def downloader(config: DownloadConfig) -> Callable[[list[Item], Path], dict[str, Skip | None]]:
     """A ``download(items, audio_dir)`` for :func:`datamodules.sources.base.build_manifest`.
 
     Each item's file is ``audio_dir/<safe file_id><ext>``; existing files are not downloaded again.
@@ -225,7 +222,6 @@ def downloader(
         if not jobs:
             return results
         session = make_session(config)
-        bar = tqdm(total=len(jobs), desc="downloading", unit="file", disable=not progress)
         with ThreadPoolExecutor(max_workers=max(1, config.workers)) as pool:
             futures = {
                 pool.submit(download_file, session, str(item.url), dest, config): item
@@ -241,8 +237,6 @@ def downloader(
                     results[item.track_id] = Skip(
                         item.track_id, err.reason, str(err), redact(str(item.url))
                     )
-                bar.update()
-        bar.close()
         session.close()
         return results
 
