@@ -24,6 +24,9 @@ class TaggerNet(nn.Module):
 
     Shapes: (batch, samples) float at ``sample_rate`` → dict of (batch, n) tensors (see
     :class:`MultiTaskHeads`) plus ``"embedding"`` (batch, embed_dim).
+
+    ``channels_last`` stores the backbone's 4-D weights and the spectrogram in NHWC order, the
+    layout tensor cores and oneDNN convolve fastest; it changes no value and no state-dict key.
     """
 
     def __init__(
@@ -32,15 +35,21 @@ class TaggerNet(nn.Module):
         spec_augment: SpecAugment,
         backbone: nn.Module,
         heads: MultiTaskHeads,
+        channels_last: bool = False,
     ):
         super().__init__()
         self.frontend = frontend
         self.spec_augment = spec_augment
         self.backbone = backbone
         self.heads = heads
+        self.channels_last = channels_last
+        if channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
 
     def forward(self, wave: torch.Tensor) -> dict[str, torch.Tensor]:
         spec = self.spec_augment(self.frontend(wave))
+        if self.channels_last:
+            spec = spec.contiguous(memory_format=torch.channels_last)
         embedding = self.backbone(spec)
         return {**self.heads(embedding), "embedding": embedding}
 
@@ -71,4 +80,5 @@ def build_network(hp: Mapping[str, Any]) -> TaggerNet:
             n_features=len(hp["feature_names"]),
             n_tags=len(hp.get("tag_names") or []),
         ),
+        channels_last=bool(hp.get("channels_last", False)),
     )

@@ -62,6 +62,10 @@ class MusicTagger(pl.LightningModule):
         genre_weight, mood_weight, feature_weight, tag_weight: multi-task loss weights.
         label_smoothing: for the classification losses.
         lr, weight_decay, warmup_fraction: AdamW with a one-cycle schedule.
+        channels_last: NHWC backbone weights and spectrograms (faster convolutions on GPUs with
+            bf16/fp16 and with oneDNN on CPUs; same values, same checkpoint keys).
+        compile: ``torch.compile`` the network for training and evaluation (compiled on the
+            first batch; needs a C++ compiler on CPU). Inference runs the plain network.
     """
 
     def __init__(
@@ -96,6 +100,8 @@ class MusicTagger(pl.LightningModule):
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
         warmup_fraction: float = 0.1,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -111,6 +117,9 @@ class MusicTagger(pl.LightningModule):
             blocks=list(blocks or [1, 1, 1, 1]),
         )
         self.net = build_network(self.hparams)
+        # A compiled *function* rather than a compiled module, so it is not registered as a
+        # submodule and checkpoints keep their plain ``net.*`` keys. Compiles lazily.
+        self._compiled_net = torch.compile(self.net.forward) if compile else None
         self.metrics = nn.ModuleDict({split: self._make_metrics() for split in EVAL_SPLITS})
         # Training metrics on the augmented crops; not in ``metrics``: "train" is a Module method.
         self.train_metrics = self._make_metrics()
@@ -145,6 +154,8 @@ class MusicTagger(pl.LightningModule):
     # -- forward and loss -------------------------------------------------------------------------
     def forward(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
         """(batch, samples) → dict of head outputs; see :class:`TaggerNet`."""
+        if self._compiled_net is not None:
+            return self._compiled_net(audio)
         return self.net(audio)
 
     def _losses(
