@@ -69,7 +69,11 @@ def _check_path(path: str | os.PathLike) -> Path:
 
 
 def _one_line(err: Exception) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
+    text = " ".join(str(err).split()) or type(err).__name__
+    # libsndfile reports an unrecognised mp3 as a missing file; we already know the file exists.
+    if "is not a regular file (possibly a pipe?)" in text:
+        return "format not recognised or file corrupt"
+    return text
 
 
 def audio_info(path: str | os.PathLike) -> AudioInfo:

@@ -76,6 +76,8 @@ class MusicDataModule(pl.LightningDataModule):
         prefetch_factor: batches prefetched per worker.
         augment: label-preserving waveform augmentation on the train split.
         decode_workers: threads used to build the cache (``None``: up to 8).
+        max_clip_seconds: keep at most this many seconds of each clip in the cache (``None``: all),
+            so one hour-long file cannot fill the disk.
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class MusicDataModule(pl.LightningDataModule):
         prefetch_factor: int = 4,
         augment: bool = True,
         decode_workers: int | None = None,
+        max_clip_seconds: float | None = 600.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -115,7 +118,9 @@ class MusicDataModule(pl.LightningDataModule):
                     )
                 )
         self.manifest_path = Path(manifest)
-        self.manifest = read_manifest(self.manifest_path)
+        # Missing or unreadable audio does not stop the run: the cache excludes those rows and
+        # lists them, with the reason, before training starts.
+        self.manifest = read_manifest(self.manifest_path, check_audio=False)
         self.cache_dir = Path(cache_dir) if cache_dir else self.data_dir / "cache"
         self.task = self._task_spec(self.manifest)
         self.cache: AudioCache | None = None
@@ -180,6 +185,7 @@ class MusicDataModule(pl.LightningDataModule):
                 self.cache_dir,
                 self.hparams.sample_rate,
                 num_workers=self.hparams.decode_workers,
+                max_seconds=self.hparams.max_clip_seconds,
             )
             if len(self.cache.skipped):
                 lines = "\n".join(
