@@ -4,14 +4,17 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 # The stamp records that this pyproject.toml was installed, so a second `make train` installs nothing.
 STAMP  := $(VENV)/.installed
+# The optional musicnn teacher (TensorFlow): its own stamp, so `make train` never needs it.
+MUSICNN_STAMP := $(VENV)/.installed-musicnn
 
-.PHONY: train test test-all lint format tensorboard bench clean help real-manifest train-real
+.PHONY: musicnn train test test-all lint format tensorboard bench clean help real-manifest train-real
 
 help:
 	@echo "make train        create .venv (once), train on the embedded synthetic dataset"
 	@echo "make test         run the test suite (CPU, offline)"
 	@echo "make tensorboard  open TensorBoard on logs/"
 	@echo "make lint         ruff format --check + ruff check"
+	@echo "make musicnn      install the optional musicnn teacher (TensorFlow CPU) into .venv"
 	@echo "make train-real   import + mix ../shared/data (REAL_DATA=dir), train configs/real.yaml"
 
 $(STAMP): pyproject.toml
@@ -41,7 +44,16 @@ train-real: real-manifest
 	$(PY) scripts/train.py --config configs/real.yaml --data.manifest $(REAL_DIR)/manifest.csv \
 	  --test_after_fit false $(ARGS)
 
-test: $(STAMP)
+# musicnn's wheel pins numpy<1.17 (stale; it runs on NumPy 2): install it without dependencies.
+$(MUSICNN_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[musicnn]'
+	$(PY) -m pip install --quiet --no-deps 'musicnn==0.1.0'
+	@touch $(MUSICNN_STAMP)
+
+musicnn: $(MUSICNN_STAMP)
+
+# CI exercises the teacher too, so the test suite installs it.
+test: $(STAMP) $(MUSICNN_STAMP)
 	$(PY) -m pytest -q -m "not gpu" $(ARGS)
 
 lint: $(STAMP)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from lightning_module.backbone import ResNetBackbone
+from lightning_module.backbones.musicnn import MusicnnBackbone
 from lightning_module.frontend import LogMel, SpecAugment
 from lightning_module.heads import MultiTaskHeads
 
@@ -63,14 +64,21 @@ def build_backbone(name: str, hp: Mapping[str, Any]) -> nn.Module:
             embed_dim=hp["embed_dim"],
             dropout=hp["dropout"],
         )
-    raise ValueError(f"unknown backbone {name!r} (known: resnet)")
+    if name == "musicnn":
+        return MusicnnBackbone(n_mels=hp["n_mels"], dropout=hp["dropout"])
+    raise ValueError(f"unknown backbone {name!r} (known: resnet, musicnn)")
 
 
 def build_network(hp: Mapping[str, Any]) -> TaggerNet:
     """Build a :class:`TaggerNet` from ``MusicTagger``'s saved hyperparameters."""
     backbone = build_backbone(hp["backbone"], hp)
     return TaggerNet(
-        frontend=LogMel(**{k: hp[k] for k in FRONTEND_KEYS}),
+        frontend=LogMel(
+            **{k: hp[k] for k in FRONTEND_KEYS},
+            # Older checkpoints predate these two keys: torchaudio's defaults then.
+            norm=hp.get("mel_norm"),
+            mel_scale=hp.get("mel_scale") or "htk",
+        ),
         spec_augment=SpecAugment(hp["freq_mask"], hp["time_mask"], hp["n_masks"]),
         backbone=backbone,
         heads=MultiTaskHeads(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -10,13 +11,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassF1Score,
+    MultilabelAUROC,
+    MultilabelStatScores,
+)
 from torchmetrics.regression import PearsonCorrCoef, R2Score
 
+from lightning_module.backbones.musicnn import (
+    MUSICNN_FRONTEND,
+    MusicnnBackbone,
+    init_from_pretrained,
+)
 from lightning_module.network import build_network
+
+log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -1
 EVAL_SPLITS = ("val", "test")
+#: A teacher probability above this counts as a positive tag for the per-tag ROC-AUC.
+TEACHER_POSITIVE = 0.5
 
 
 def masked_cross_entropy(
@@ -55,9 +70,13 @@ class MusicTagger(pl.LightningModule):
         feature_mean, feature_std: train-split statistics used to standardise the targets.
         tag_names: teacher tags of the multi-label head (empty: no head).
         sample_rate, n_fft, hop_length, n_mels, f_min, f_max, compression: log-mel frontend.
+        mel_norm, mel_scale: mel filterbank (torchaudio ``norm`` / ``mel_scale``).
         crop_seconds: window length the model is trained on; inference windows long audio with it.
         freq_mask, time_mask, n_masks: SpecAugment (training only).
-        backbone: backbone name (``resnet``).
+        backbone: backbone name: ``resnet``, or ``musicnn`` (the teacher's architecture, which
+            also sets the frontend to musicnn's input; see ``MUSICNN_FRONTEND``).
+        pretrained: weights for the ``musicnn`` backbone, made by ``scripts/convert_musicnn.py``;
+            the tag head starts from the teacher's taggram for every tag it shares.
         width, blocks, embed_dim, dropout: backbone size.
         genre_weight, mood_weight, feature_weight, tag_weight: multi-task loss weights.
         label_smoothing: for the classification losses.
@@ -84,10 +103,13 @@ class MusicTagger(pl.LightningModule):
         f_min: float = 0.0,
         f_max: float | None = None,
         compression: str = "db",
+        mel_norm: str | None = None,
+        mel_scale: str = "htk",
         freq_mask: int = 12,
         time_mask: int = 24,
         n_masks: int = 2,
         backbone: str = "resnet",
+        pretrained: str | None = None,
         width: int = 32,
         blocks: list[int] | None = None,
         embed_dim: int = 256,
@@ -116,10 +138,23 @@ class MusicTagger(pl.LightningModule):
             tag_names=list(tag_names or []),
             blocks=list(blocks or [1, 1, 1, 1]),
         )
+        if backbone == "musicnn":
+            self._use_musicnn_frontend()
+        elif pretrained:
+            raise ValueError(f"--model.pretrained needs --model.backbone musicnn, not {backbone!r}")
         self.net = build_network(self.hparams)
         # A compiled *function* rather than a compiled module, so it is not registered as a
         # submodule and checkpoints keep their plain ``net.*`` keys. Compiles lazily.
         self._compiled_net = torch.compile(self.net.forward) if compile else None
+        if pretrained:
+            heads = self.net.heads.heads
+            init_from_pretrained(
+                self.net.backbone,
+                pretrained,
+                heads["tags"] if "tags" in heads else None,  # noqa: SIM401 (ModuleDict has no get)
+                self.hparams.tag_names,
+            )
+        self.tag_metrics = nn.ModuleDict({split: self._make_tag_metrics() for split in EVAL_SPLITS})
         self.metrics = nn.ModuleDict({split: self._make_metrics() for split in EVAL_SPLITS})
         # Training metrics on the augmented crops; not in ``metrics``: "train" is a Module method.
         self.train_metrics = self._make_metrics()
@@ -210,6 +245,7 @@ class MusicTagger(pl.LightningModule):
         out, losses = self._shared_step(batch, split)
         for k, v in losses.items():
             self.loss_means[split][k].update(v.detach(), weight=len(batch["audio"]))
+        self._update_tag_metrics(out, batch, split)
         self._update_metrics(out, batch, split)
         return out
 
@@ -263,6 +299,7 @@ class MusicTagger(pl.LightningModule):
             values[f"{split}/feature_r2_mean"] = torch.stack(
                 [torch.as_tensor(v) for v in r2]
             ).mean()
+        values.update(self._tag_auc_values(split))
         headline = {
             k: values.pop(k) for k in (f"{split}/genre_acc", f"{split}/mood_acc") if k in values
         }
@@ -277,6 +314,69 @@ class MusicTagger(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_eval("test")
+
+    # -- teacher tags ---------------------------------------------------------------------------
+    def _use_musicnn_frontend(self) -> None:
+        """musicnn's weights only make sense on musicnn's own input: set the frontend to it."""
+        hp = self.hparams
+        if hp.sample_rate != MUSICNN_FRONTEND["sample_rate"]:
+            raise ValueError(
+                f"the musicnn backbone needs sample_rate {MUSICNN_FRONTEND['sample_rate']}, "
+                f"not {hp.sample_rate} (set --data.sample_rate)"
+            )
+        changed = [f"{k}={v}" for k, v in MUSICNN_FRONTEND.items() if hp.get(k) != v]
+        if changed:
+            log.info("musicnn backbone: frontend set to musicnn's input (%s)", ", ".join(changed))
+        hp.update(MUSICNN_FRONTEND, embed_dim=MusicnnBackbone().embed_dim)
+
+    def _make_tag_metrics(self) -> nn.ModuleDict:
+        n = len(self.hparams.tag_names)
+        if n == 0:
+            return nn.ModuleDict()
+        # Binned (200 thresholds): constant memory however many windows are evaluated.
+        return nn.ModuleDict(
+            {
+                "auroc": MultilabelAUROC(
+                    n, average=None, thresholds=200, ignore_index=IGNORE_INDEX
+                ),
+                "stats": MultilabelStatScores(n, average=None, ignore_index=IGNORE_INDEX),
+            }
+        )
+
+    def _update_tag_metrics(
+        self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], split: str
+    ) -> None:
+        metrics = self.tag_metrics[split]
+        if "auroc" not in metrics or "tags" not in out:
+            return
+        # The teacher's soft targets binarised; entries without a teacher value are ignored.
+        target = (batch["tags"] > TEACHER_POSITIVE).long()
+        target = target.masked_fill(~batch["tag_mask"].bool(), IGNORE_INDEX)
+        probs = out["tags"].detach().float().sigmoid()
+        metrics["auroc"].update(probs, target)
+        metrics["stats"].update(probs, target)
+
+    def _tag_auc_values(self, split: str) -> dict[str, torch.Tensor]:
+        """Per-tag ROC-AUC against the teacher, and their mean over tags where it is defined."""
+        if split not in self.tag_metrics or "auroc" not in self.tag_metrics[split]:
+            return {}
+        metrics = self.tag_metrics[split]
+        if not metrics["auroc"].update_count:
+            return {}
+        auc = metrics["auroc"].compute()
+        tp, fp, tn, fn, _ = metrics["stats"].compute().unbind(-1)
+        for metric in metrics.values():
+            metric.reset()
+        # A tag the teacher gives to every window, or to none, has no AUC in this split.
+        defined = ((tp + fn) > 0) & ((fp + tn) > 0)
+        values = {
+            f"{split}/tag_auc/{name}": auc[i]
+            for i, name in enumerate(self.hparams.tag_names)
+            if defined[i]
+        }
+        if defined.any():
+            values[f"{split}/tag_auc_mean"] = auc[defined].mean()
+        return values
 
     # -- optimisation -----------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:

@@ -1,0 +1,97 @@
+"""The PyTorch musicnn backbone and ``--model.pretrained``; no TensorFlow needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_module.backbones.musicnn import (
+    MUSICNN_FRONTEND,
+    PATCH_FRAMES,
+    MusicnnBackbone,
+    tag_slug,
+)
+from lightning_module.tagger import MusicTagger
+from tests.conftest import run_training
+from tests.lightning_module.test_tag_head import tagged_manifest
+
+TEACHER_TAGS = ["rock", "jazz", "female_vocalists", *(f"tag{i}" for i in range(47))]
+
+
+@pytest.fixture
+def weights(tmp_path: Path) -> Path:
+    """A weights file in the converter's format, from a randomly initialised backbone."""
+    torch.manual_seed(0)
+    backbone = MusicnnBackbone()
+    path = tmp_path / "musicnn.pt"
+    torch.save({"state_dict": backbone.state_dict(), "tag_names": TEACHER_TAGS}, path)
+    return path
+
+
+def test_shapes_and_size_match_the_pretrained_model() -> None:
+    net = MusicnnBackbone().eval()
+    spec = torch.randn(2, 1, 96, PATCH_FRAMES)
+    assert net(spec).shape == (2, 200) and net.taggram(spec).shape == (2, 50)
+    assert net(torch.randn(1, 1, 96, 40)).shape == (1, 200)  # any number of frames
+    # MSD_musicnn's checkpoint holds 792,079 trained values (0.79 M) outside the Adam slots.
+    trainable = sum(p.numel() for p in net.parameters())
+    buffers = sum(b.numel() for n, b in net.named_buffers() if "running" in n)
+    assert trainable + buffers == 792_079
+
+
+def test_tag_slug() -> None:
+    assert tag_slug("Hip-Hop") == "hip_hop" and tag_slug("female vocalists") == "female_vocalists"
+    assert tag_slug("00s") == "00s" and tag_slug("Progressive rock") == "progressive_rock"
+
+
+def test_musicnn_backbone_sets_the_teacher_frontend() -> None:
+    model = MusicTagger(genre_names=["a", "b"], backbone="musicnn", n_mels=64, compression="db")
+    for key, value in MUSICNN_FRONTEND.items():
+        assert model.hparams[key] == value
+    assert model.net.frontend.compression == "log1p"
+    assert model.net.frontend.mel.mel_scale.n_mels == 96
+    with pytest.raises(ValueError, match="sample_rate 16000"):
+        MusicTagger(backbone="musicnn", sample_rate=22050)
+
+
+def test_pretrained_loads_backbone_and_shared_tag_rows(weights: Path) -> None:
+    saved = torch.load(weights, weights_only=True)
+    model = MusicTagger(
+        tag_names=["jazz", "not_a_teacher_tag"], backbone="musicnn", pretrained=str(weights)
+    )
+    state = model.net.backbone.state_dict()
+    for key, value in saved["state_dict"].items():
+        assert torch.equal(state[key], value), key
+    head = model.net.heads.heads["tags"]
+    assert torch.equal(head.weight[0], saved["state_dict"]["tag_head.weight"][1])  # jazz
+    assert torch.equal(head.bias[0], saved["state_dict"]["tag_head.bias"][1])
+    assert not torch.equal(head.weight[1], saved["state_dict"]["tag_head.weight"][0])
+
+
+def test_pretrained_errors_name_the_problem(weights: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="missing.pt: pretrained weights not found"):
+        MusicTagger(backbone="musicnn", pretrained=str(tmp_path / "missing.pt"))
+    with pytest.raises(ValueError, match="needs --model.backbone musicnn"):
+        MusicTagger(backbone="resnet", pretrained=str(weights))
+    bad = tmp_path / "bad.pt"
+    torch.save({"state_dict": MusicnnBackbone(n_tags=3).state_dict()}, bad)
+    with pytest.raises(ValueError, match="bad.pt: weights do not fit.*size mismatch for tag_head"):
+        MusicTagger(backbone="musicnn", pretrained=str(bad))
+
+
+def test_fine_tune_from_pretrained_through_the_cli(
+    synthetic_manifest: Path, weights: Path, tmp_path: Path
+) -> None:
+    manifest = tagged_manifest(synthetic_manifest, tmp_path / "tagged")
+    cli = run_training(
+        tmp_path,
+        manifest,
+        "--model.backbone=musicnn",
+        f"--model.pretrained={weights}",
+        "--trainer.fast_dev_run=1",
+    )
+    assert cli.trainer.global_step == 1
+    assert cli.model.hparams.n_mels == 96 and cli.model.hparams.compression == "log1p"
+    assert torch.isfinite(cli.trainer.callback_metrics["val/tag_loss"])
