@@ -275,6 +275,12 @@ class MusicnnTeacher:
         """(samples,) waveform at 16 kHz → (n_tags,) clip probabilities (patches averaged)."""
         return self.taggram(wave).mean(axis=0)
 
+    def top_tags(self, wave: torch.Tensor, top: int = 3) -> list[tuple[str, float]]:
+        """The ``top`` most probable tags of a 16 kHz waveform, as musicnn spells them."""
+        probabilities = self.tag(wave)
+        names = raw_tag_names(self.model)
+        return [(names[i], float(probabilities[i])) for i in np.argsort(-probabilities)[:top]]
+
     def close(self) -> None:
         self.session.close()
 

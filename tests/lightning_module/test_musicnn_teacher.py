@@ -11,6 +11,7 @@ import torch
 
 from datamodules.synthetic import render_clip
 from lightning_module.backbones.musicnn import PATCH_FRAMES, MusicnnBackbone
+from tests.conftest import SHARED_DATA
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("musicnn") is None,
@@ -91,3 +92,17 @@ def test_frontend_matches_librosa_and_avoids_the_float16_trap(teacher, wave) -> 
     with np.errstate(over="ignore"):  # what musicnn.extractor.batch_data does
         shipped = np.log10(10000 * power.astype(np.float16) + 1)
     assert np.isinf(shipped).any() and np.isfinite(ours).all()
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "gtzan-samples").is_dir(), reason="no ../shared/data")
+def test_frozen_teacher_tags_real_gtzan_clips(capsys) -> None:
+    from scripts.teacher_tags import main
+
+    root = SHARED_DATA / "gtzan-samples"
+    clips = [str(root / f"{genre}.00000.wav") for genre in ("rock", "metal", "jazz")]
+    assert main([*clips, "--top", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    top = [[tag.rsplit(" ", 1)[0] for tag in line.split("  ", 1)[1].split(", ")] for line in lines]
+    assert "rock" in top[0] and top[1][0] == "metal" and top[2][0] == "jazz"
+    assert main([str(root / "missing.wav")]) == 2
+    assert "missing.wav: file not found" in capsys.readouterr().err
