@@ -17,6 +17,7 @@ SOURCES: dict[str, str] = {
     "labels": "datamodules.sources.labels:build",
     "csv": "datamodules.sources.csv_tables:build",
     "fma": "datamodules.sources.fma:build",
+    "spotify": "datamodules.sources.spotify:build",
     "musicnn": "datamodules.sources.musicnn:build",
 }
 

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import pytest
+import yaml
+
 from datamodules.manifest import read_manifest
+from datamodules.sources import get_builder
+from datamodules.sources.base import from_mapping
 from scripts.build_dataset import main
-from tests.conftest import write_tone
+from tests.conftest import REPO_ROOT, write_tone
+
+SOURCE_CONFIGS = sorted((REPO_ROOT / "configs" / "sources").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SOURCE_CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_source_config_parses(path):
+    config = yaml.safe_load(path.read_text())
+    builder = get_builder(config.pop("source"))
+    if not hasattr(builder, "config_class"):
+        pytest.skip("source without a declared config class")
+    from_mapping(builder.config_class, config, path.name)  # raises on unknown keys / bad values
 
 
 def test_yaml_config_with_overrides_builds_a_manifest(tmp_path, capsys):
