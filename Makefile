@@ -14,6 +14,7 @@ help:
 	@echo "make test         run the test suite (CPU, offline)"
 	@echo "make tensorboard  open TensorBoard on logs/"
 	@echo "make lint         ruff format --check + ruff check"
+	@echo "make bench        loader / training / inference speed table + JSON (< 5 min on CPU)"
 	@echo "make musicnn      install the optional musicnn teacher (TensorFlow CPU) into .venv"
 	@echo "make train-real   import + mix ../shared/data (REAL_DATA=dir), train configs/real.yaml"
 
@@ -66,6 +67,10 @@ format: $(STAMP)
 
 tensorboard: $(STAMP)
 	$(VENV)/bin/tensorboard --logdir logs
+
+# Speed: naive vs cached loading, training clips/s, inference real-time factor and cold start.
+bench: $(STAMP)
+	$(PY) scripts/benchmark.py $(ARGS)
 
 clean:
 	rm -rf logs lightning_logs data/cache .pytest_cache

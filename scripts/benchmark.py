@@ -1,0 +1,105 @@
+"""Measure data loading, training throughput and inference latency; print a table, write JSON.
+
+python scripts/benchmark.py                       # CPU or CUDA, whichever is here (< 5 min on CPU)
+python scripts/benchmark.py --batch-sizes 512 2048 --out reports/bench-h100.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lightning_module.benchmark import (
+    BenchmarkConfig,
+    format_table,
+    quiet_lightning,
+    run_benchmark,
+    write_json,
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = BenchmarkConfig()
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=defaults.work_dir,
+        help="synthetic data, cache and checkpoint (default: %(default)s)",
+    )
+    parser.add_argument("--out", type=Path, help="JSON file (default: <work-dir>/benchmark.json)")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument(
+        "--clips-per-class",
+        type=int,
+        default=defaults.clips_per_class,
+        help="synthetic clips per genre x mood pair (default: %(default)s)",
+    )
+    parser.add_argument("--clip-seconds", type=float, default=defaults.clip_seconds)
+    parser.add_argument(
+        "--crop-seconds",
+        type=float,
+        default=defaults.crop_seconds,
+        help="training clip length (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs=2,
+        help="two training batch sizes (default: CPU 8 32, CUDA 256 1024)",
+    )
+    parser.add_argument("--train-steps", type=int, default=defaults.train_steps)
+    parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
+    parser.add_argument("--num-workers", type=int, help="DataLoader workers while training")
+    parser.add_argument("--precision", help="default: CPU 32-true, CUDA bf16-mixed")
+    parser.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        help="default: on for CUDA, off for CPU",
+    )
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network")
+    parser.add_argument(
+        "--augment", action="store_true", help="waveform augmentation while training"
+    )
+    parser.add_argument("--cached-repeats", type=int, default=defaults.cached_repeats)
+    parser.add_argument("--infer-seconds", type=float, default=defaults.infer_seconds)
+    parser.add_argument("--repeats", type=int, default=defaults.repeats)
+    parser.add_argument("--cold-runs", type=int, default=defaults.cold_runs)
+    return parser.parse_args(argv)  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = BenchmarkConfig(
+        work_dir=args.work_dir,
+        device=args.device,
+        clips_per_class=args.clips_per_class,
+        clip_seconds=args.clip_seconds,
+        crop_seconds=args.crop_seconds,
+        batch_sizes=tuple(args.batch_sizes) if args.batch_sizes else None,
+        train_steps=args.train_steps,
+        warmup_steps=args.warmup_steps,
+        num_workers=args.num_workers,
+        precision=args.precision,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        augment=args.augment,
+        cached_repeats=args.cached_repeats,
+        infer_seconds=args.infer_seconds,
+        repeats=args.repeats,
+        cold_runs=args.cold_runs,
+    )
+    with quiet_lightning():
+        result = run_benchmark(config)
+    result.config["command"] = " ".join(["scripts/benchmark.py", *(argv or sys.argv[1:])])
+    out = write_json(result, args.out or Path(args.work_dir) / "benchmark.json")
+    print(format_table(result))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
