@@ -128,8 +128,16 @@ class MusicnnBackbone(nn.Module):
         self.dense_norm = nn.BatchNorm1d(embed_dim, eps=TF_BN_EPS)
         self.dropout = nn.Dropout(dropout)
         self.tag_head = nn.Linear(embed_dim, n_tags)
+        # The teacher's own head is a reference (the student's tag head starts from it), never
+        # trained: without gradients it is no unused parameter for DDP.
+        self.tag_head.requires_grad_(False)
 
-    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+    def features(self, spec: torch.Tensor) -> dict[str, torch.Tensor]:
+        """musicnn's intermediate representations (its extractor's names), before dropout.
+
+        Returns ``max_pool`` and ``mean_pool`` (batch, 753): the front- and mid-end features pooled
+        over time; ``penultimate`` (batch, embed_dim): the embedding.
+        """
         # musicnn convolves (time, frequency) images: (batch, 1, n_mels, T) → (batch, 1, T, n_mels).
         x = self.input_norm(spec.transpose(2, 3))
         front = torch.cat([block(x) for block in (*self.timbral, *self.temporal)], dim=1)
@@ -137,10 +145,18 @@ class MusicnnBackbone(nn.Module):
         mid2 = self.midend[1](mid1) + mid1
         mid3 = self.midend[2](mid2) + mid2
         features = torch.cat([front, mid1, mid2, mid3], dim=1)  # (batch, 753, T)
+        max_pool, mean_pool = features.amax(dim=2), features.mean(dim=2)
         # TensorFlow flattens a (channels, [max, mean]) array: interleave max and mean per channel.
-        pooled = torch.stack([features.amax(dim=2), features.mean(dim=2)], dim=2).flatten(1)
+        pooled = torch.stack([max_pool, mean_pool], dim=2).flatten(1)
         hidden = F.relu(self.dense(self.dropout(self.pool_norm(pooled))))
-        return self.dropout(self.dense_norm(hidden))
+        return {
+            "max_pool": max_pool,
+            "mean_pool": mean_pool,
+            "penultimate": self.dense_norm(hidden),
+        }
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.features(spec)["penultimate"])
 
     def taggram(self, spec: torch.Tensor) -> torch.Tensor:
         """The teacher's own tag logits (sigmoid gives its tag probabilities)."""
