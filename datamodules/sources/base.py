@@ -50,6 +50,7 @@ SKIPPED_NAME = "skipped.csv"
 SUMMARY_NAME = "summary.json"
 AUDIO_DIR = "audio"
 LABEL_COLUMNS: tuple[str, ...] = ("genre", "mood")
+MAX_ROW_MESSAGES = 20  # per-row messages kept in summary.json
 
 
 class SourceError(ValueError):
@@ -446,13 +447,13 @@ def build_manifest(
             value = to_float(row[feature])
             low, high = FEATURE_RANGES[feature]
             if value is None or not low <= value <= high:
-                summary.notes["feature values dropped"] = (
-                    summary.notes.get("feature values dropped", 0) + 1
-                )
-                listing.messages.append(
-                    f"{item.track_id}: {feature}={row[feature]!r} is not a number in "
-                    f"[{low:g}, {high:g}]; left empty"
-                )
+                dropped = summary.notes.get("feature values dropped", 0) + 1
+                summary.notes["feature values dropped"] = dropped
+                if dropped <= MAX_ROW_MESSAGES:  # the count says the rest
+                    listing.messages.append(
+                        f"{item.track_id}: {feature}={row[feature]!r} is not a number in "
+                        f"[{low:g}, {high:g}]; left empty"
+                    )
                 value = None
             row[feature] = value
         item.row = row
