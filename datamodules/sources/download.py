@@ -82,6 +82,11 @@ def safe_file_id(file_id: str) -> str:
     return cleaned[:120]
 
 
+class RetryAfterTooLong(Exception):
+    """A ``Retry-After`` longer than ``max_retry_after`` (not an OSError, so requests does not
+    turn it into a retryable ConnectionError)."""
+
+
 class _Retry(Retry):
     """urllib3 Retry whose ``Retry-After`` waits are capped (a server asking for an hour fails the
     file instead of stalling the build)."""
@@ -91,7 +96,7 @@ class _Retry(Retry):
     def get_retry_after(self, response):  # type: ignore[no-untyped-def]
         seconds = super().get_retry_after(response)
         if seconds is not None and seconds > self.max_retry_after:
-            raise requests.exceptions.RetryError(
+            raise RetryAfterTooLong(
                 f"server asked to retry after {seconds:.0f} s (> {self.max_retry_after:.0f} s)"
             )
         return seconds
@@ -173,6 +178,8 @@ def download_file(session: requests.Session, url: str, dest: Path, config: Downl
                 return dest
         except DownloadError:
             raise
+        except RetryAfterTooLong as err:
+            raise DownloadError("rate limited", f"{where}: {err}") from err
         except requests.exceptions.RetryError as err:
             raise DownloadError("http retries exhausted", f"{where}: {_one_line(err)}") from err
         except (

@@ -40,14 +40,15 @@ def test_mood_tables_with_previews_survive_a_misbehaving_server(tmp_path, mp3):
                 "/p/dropped.mp3": failing_first(1, dropped_route(mp3), file_route(mp3)),
                 "/p/truncated.mp3": file_route(mp3[:700]),
                 "/p/huge.mp3": file_route(b"\xff" * 300_000),
+                "/p/slowdown.mp3": status_route(429, {"Retry-After": "3600"}),
             }
         )
         happy = pd.DataFrame(
             {
-                "id": ["ok1", "limited", "both", "trunc", "gone", "ftp", "huge"],
-                "artist": ["A", "B", "C", "D", "E", "F", "G"],
-                "energy": [0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2],
-                "tempo": [120, 121, 122, 123, 124, 125, 126],
+                "id": ["ok1", "limited", "both", "trunc", "gone", "ftp", "huge", "slow"],
+                "artist": ["A", "B", "C", "D", "E", "F", "G", "L"],
+                "energy": [0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1],
+                "tempo": [120, 121, 122, 123, 124, 125, 126, 127],
                 "preview_url": [
                     server.url("/p/ok1.mp3"),
                     server.url("/p/limited.mp3"),
@@ -56,6 +57,7 @@ def test_mood_tables_with_previews_survive_a_misbehaving_server(tmp_path, mp3):
                     server.url("/p/missing.mp3"),
                     "ftp://example.org/x.mp3",
                     server.url("/p/huge.mp3?token=secret"),
+                    server.url("/p/slowdown.mp3"),
                 ],
             }
         )
@@ -82,7 +84,7 @@ def test_mood_tables_with_previews_survive_a_misbehaving_server(tmp_path, mp3):
                 {"path": str(tmp_path / "sad.csv"), "mood": "sad"},
             ],
             "id_prefix": "sp:",
-            "download": {**FAST, "max_mb": 0.1},
+            "download": {**FAST, "max_mb": 0.1, "max_retry_after": 5},
             "split": {"val_fraction": 0.3, "test_fraction": 0.0},
             "progress": False,
         }
@@ -113,10 +115,11 @@ def test_mood_tables_with_previews_survive_a_misbehaving_server(tmp_path, mp3):
             "sp:ftp": "bad url",
             "sp:huge": "too large",
             "sp:nourl": "no audio",
+            "sp:slow": "rate limited",  # Retry-After: 3600 is more than the build waits
         }
         assert "secret" not in (out / "skipped.csv").read_text()
         assert summary.notes["tracks listed twice"] == 1 and summary.notes["mood conflicts"] == 1
-        assert (summary.listed, summary.with_audio, summary.downloaded) == (11, 6, 7)
+        assert (summary.listed, summary.with_audio, summary.downloaded) == (12, 6, 7)
 
         # Re-run: nothing complete is downloaded again; the truncated file (deleted) is retried.
         before = (out / "manifest.csv").read_bytes()
@@ -124,7 +127,12 @@ def test_mood_tables_with_previews_survive_a_misbehaving_server(tmp_path, mp3):
         again = build_source("csv", config, out)
         assert (out / "manifest.csv").read_bytes() == before
         assert again.reused == 6 and again.downloaded == 1
-        assert server.hits - hits == {"/p/truncated.mp3": 1, "/p/missing.mp3": 1, "/p/huge.mp3": 1}
+        assert server.hits - hits == {
+            "/p/truncated.mp3": 1,
+            "/p/missing.mp3": 1,
+            "/p/huge.mp3": 1,
+            "/p/slowdown.mp3": 1,
+        }
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "tables").is_dir(), reason="shared data absent")
