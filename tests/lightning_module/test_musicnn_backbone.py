@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from datamodules.manifest import read_manifest
 from lightning_module.backbones.musicnn import (
     MUSICNN_FRONTEND,
     PATCH_FRAMES,
     MusicnnBackbone,
     tag_slug,
 )
+from lightning_module.inference import Tagger
 from lightning_module.tagger import MusicTagger
 from tests.conftest import run_training
 from tests.lightning_module.test_tag_head import tagged_manifest
@@ -90,8 +92,17 @@ def test_fine_tune_from_pretrained_through_the_cli(
         manifest,
         "--model.backbone=musicnn",
         f"--model.pretrained={weights}",
-        "--trainer.fast_dev_run=1",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=1",
+        "--trainer.limit_val_batches=1",
+        "--test_after_fit=false",
     )
     assert cli.trainer.global_step == 1
     assert cli.model.hparams.n_mels == 96 and cli.model.hparams.compression == "log1p"
     assert torch.isfinite(cli.trainer.callback_metrics["val/tag_loss"])
+    # The checkpoint alone rebuilds the musicnn student, frontend included, for inference.
+    tagger = Tagger.from_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert tagger.net.frontend.compression == "log1p"
+    assert tagger.net.frontend.mel.mel_scale.norm == "slaney"
+    prediction = tagger.predict_file(read_manifest(manifest)["audio_path"].iloc[0])
+    assert [name for name, _ in prediction.tags[:1]] and prediction.genre
