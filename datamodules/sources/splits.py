@@ -192,4 +192,42 @@ def assign_splits(rows: Sequence[Mapping[str, object]], config: SplitConfig) -> 
                         break
             for i in groups[key]:
                 result[i] = split
+    _train_sees_every_class(
+        rows, groups, result, free=[k for keys in strata.values() for k in keys]
+    )
     return [s or "train" for s in result]
+
+
+def _train_sees_every_class(
+    rows: Sequence[Mapping[str, object]],
+    groups: Mapping[str, list[int]],
+    result: list[str | None],
+    free: list[str],
+) -> None:
+    """Move the smallest assigned group holding a class that train lacks (genre or mood) into
+    train, so the manifest always trains: the datamodule refuses a val/test class train never saw.
+    Groups whose split was given are never moved."""
+    for column in ("genre", "mood"):
+        while True:
+            in_train = {rows[i].get(column) for i, s in enumerate(result) if s in (None, "train")}
+            missing = sorted(
+                {
+                    str(rows[i].get(column))
+                    for i, s in enumerate(result)
+                    if s in ("val", "test")
+                    and isinstance(rows[i].get(column), str)
+                    and rows[i].get(column) not in in_train
+                }
+            )
+            movable = [
+                k
+                for k in free
+                if result[groups[k][0]] != "train"
+                and missing
+                and any(rows[i].get(column) == missing[0] for i in groups[k])
+            ]
+            if not movable:
+                break
+            key = min(movable, key=lambda k: (len(groups[k]), k))
+            for i in groups[key]:
+                result[i] = "train"

@@ -9,7 +9,11 @@ from hypothesis import strategies as st
 from datamodules.sources.splits import SplitConfig, SplitError, SplitLists, assign_splits
 
 rows_strategy = st.lists(
-    st.tuples(st.sampled_from(["a", "b", "c", "d", "e", "f", ""]), st.sampled_from(["x", "y"])),
+    st.tuples(
+        st.sampled_from(["a", "b", "c", "d", "e", "f", ""]),
+        st.sampled_from(["x", "y"]),
+        st.sampled_from(["happy", "sad", "calm", None]),
+    ),
     min_size=1,
     max_size=60,
 )
@@ -18,7 +22,9 @@ rows_strategy = st.lists(
 @settings(max_examples=60, deadline=None)
 @given(rows_strategy, st.integers(0, 5))
 def test_an_artist_never_spans_two_splits_and_every_class_keeps_train_rows(spec, seed):
-    rows = [{"track_id": str(i), "artist": a, "genre": g} for i, (a, g) in enumerate(spec)]
+    rows = [
+        {"track_id": str(i), "artist": a, "genre": g, "mood": m} for i, (a, g, m) in enumerate(spec)
+    ]
     config = SplitConfig(val_fraction=0.2, test_fraction=0.2, seed=seed, group_column="artist")
     splits = assign_splits(rows, config)
     by_artist: dict[str, set[str]] = {}
@@ -28,6 +34,9 @@ def test_an_artist_never_spans_two_splits_and_every_class_keeps_train_rows(spec,
     assert all(len(s) == 1 for s in by_artist.values())
     assert set(splits) <= {"train", "val", "test"}
     assert "train" in splits
+    for column in ("genre", "mood"):  # both label columns, though only genre is stratified
+        train = {r[column] for r, s in zip(rows, splits, strict=True) if s == "train"}
+        assert {r[column] for r in rows} - {None} <= train
     assert splits == assign_splits(list(reversed(rows))[::-1], config)  # a pure function
 
 
