@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,8 @@ class MusicDataModule(pl.LightningDataModule):
         eval_hop_seconds: hop between evaluation windows (default: ``crop_seconds``).
         max_eval_windows: cap on evaluation windows per clip (evenly spread).
         batch_size: crops per batch.
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes (``None``: one per core, at most 8; reading a
+            crop from the cache is cheap, the waveform augmentation is what needs them).
         pin_memory: pin host memory (``None``: when CUDA is available).
         persistent_workers: keep workers alive between epochs.
         prefetch_factor: batches prefetched per worker.
@@ -94,7 +96,7 @@ class MusicDataModule(pl.LightningDataModule):
         eval_hop_seconds: float | None = None,
         max_eval_windows: int = 8,
         batch_size: int = 32,
-        num_workers: int = 2,
+        num_workers: int | None = None,
         pin_memory: bool | None = None,
         persistent_workers: bool = True,
         prefetch_factor: int = 4,
@@ -230,9 +232,15 @@ class MusicDataModule(pl.LightningDataModule):
         """Manifest rows of ``split`` that decoded (the order the split's dataset uses)."""
         return self.usable[self.usable["split"] == split].reset_index(drop=True)
 
+    @property
+    def loader_workers(self) -> int:
+        """DataLoader workers in use: ``num_workers``, or one per core (at most 8) when ``None``."""
+        workers = self.hparams.num_workers
+        return workers if workers is not None else min(8, os.cpu_count() or 1)
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         hp = self.hparams
-        workers = hp.num_workers
+        workers = self.loader_workers
         return DataLoader(
             self.datasets[split],
             batch_size=hp.batch_size,

@@ -358,7 +358,7 @@ def measure_training(
         "precision": cfg.precision,
         "channels_last": cfg.channels_last,
         "compile": cfg.compile,
-        "num_workers": dm.hparams.num_workers,
+        "num_workers": dm.loader_workers,
         "augment": cfg.augment,
         "steps_timed": len(timer.compute),
         "clips_per_s": len(timer.compute) * batch_size / seconds,
