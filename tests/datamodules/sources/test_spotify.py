@@ -321,3 +321,27 @@ def build_source_with_env(name, config, out, env):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def test_big_playlists_are_paged_and_looked_up_in_batches(tmp_path, mp3, credentials):
+    tracks = [
+        FakeTrack(
+            f"big{i:04d}XyZ",
+            f"Tune {i}",
+            f"artist{i % 120}",
+            f"Artist {i % 120}",
+            f"ISRC{i:08d}",
+            preview=i == 0,
+            features=features(i % 9),
+        )
+        for i in range(230)
+    ]
+    with LocalServer() as server:
+        FakeSpotify(server, tracks, {"big": [t.id for t in tracks]}, {}, mp3, page_size=100)
+        config = spotify_config(server, moods={"calm": ["big"]}, genre_map=GENRE_MAP)
+        summary = build_source("spotify", config, tmp_path / "out")
+        assert server.hits["/v1/playlists/big/items"] == 3  # 100 + 100 + 30
+        assert server.hits["/v1/audio-features/"] == 3  # batches of 100
+        assert server.hits["/v1/artists/"] == 3  # 120 artists, batches of 50
+    assert (summary.listed, summary.with_features, summary.with_audio) == (230, 230, 1)
+    assert summary.skipped == {"no audio": 229}
