@@ -284,16 +284,9 @@ class _Lister:
                 self._add(track, mood)
 
     def _add(self, track: dict | None, mood: str) -> None:
-        if (
-            not track
-            or track.get("is_local")
-            or not track.get("id")
-            or track.get("type")
-            not in (
-                None,
-                "track",
-            )
-        ):
+        # Local files, podcast episodes and tracks gone from the catalogue have no usable id.
+        kind = (track or {}).get("type") or "track"
+        if not track or track.get("is_local") or not track.get("id") or kind != "track":
             self.notes["local or unavailable entries"] += 1
             return
         self.tracks.setdefault(track["id"], track)
