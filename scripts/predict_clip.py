@@ -1,7 +1,12 @@
-"""Tag an audio clip with a trained checkpoint: genre, mood and audio features.
+"""Tag audio with a trained model: genre, mood and audio features.
 
-python scripts/predict_clip.py song.mp3                      # newest best checkpoint
+python scripts/predict_clip.py song.mp3                          # newest best checkpoint
 python scripts/predict_clip.py song.flac --checkpoint checkpoints/last.ckpt --json
+python scripts/predict_clip.py song.mp3 --offset 60 --duration 30   # tag a slice
+python scripts/predict_clip.py song.mp3 --timeline --plot song.png  # window by window
+python scripts/predict_clip.py ~/Music --out tags.csv               # a whole folder
+python scripts/predict_clip.py spotify:track:4uLU6hMCjMI75M1A2tKUQC # a Spotify preview
+python scripts/predict_clip.py song.mp3 --onnx model.onnx           # the exported model
 """
 
 from __future__ import annotations
@@ -9,9 +14,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+from pathlib import Path
 
 from datamodules.audio import AudioError
-from lightning_module.inference import CheckpointError, Tagger, find_checkpoint, format_prediction
+from lightning_module.inference import (
+    ModelError,
+    SpotifyError,
+    Tagger,
+    fetch_spotify_preview,
+    find_checkpoint,
+    format_prediction,
+    format_timeline,
+    plot_timeline,
+    spotify_track_id,
+    tag_library,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -19,31 +37,96 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "audio", help="audio file (wav, flac, ogg, mp3, ...; any rate, any length >= 1 s)"
+        "audio",
+        help="audio file (wav, flac, ogg, mp3, ...; any rate, >= 1 s), a folder of them, "
+        "or a Spotify track ID / URI / URL",
     )
-    parser.add_argument(
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument(
         "--checkpoint", help="checkpoint path (default: newest best*.ckpt in checkpoints/)"
     )
-    parser.add_argument("--json", action="store_true", help="print the prediction as JSON")
+    model.add_argument("--onnx", help="run this model exported by scripts/export_onnx.py")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--top", type=int, default=3, help="how many genres/moods/tags to show")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    return parser.parse_args(argv)
+    parser.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
+    parser.add_argument("--offset", type=float, default=0.0, help="start at this second")
+    parser.add_argument("--duration", type=float, help="tag this many seconds (default: to end)")
+    parser.add_argument(
+        "--timeline", action="store_true", help="one line per window: genre, mood, energy, valence"
+    )
+    parser.add_argument("--plot", help="with --timeline: also save the timeline as this PNG")
+    parser.add_argument(
+        "--out", help="folder mode: write here (default: stdout); .jsonl for JSON lines"
+    )
+    parser.add_argument(
+        "--format", choices=("csv", "jsonl"), help="folder mode output (default: from --out, csv)"
+    )
+    args = parser.parse_args(argv)
+    if args.plot and not args.timeline:
+        parser.error("--plot needs --timeline")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        tagger = Tagger.from_checkpoint(args.checkpoint or find_checkpoint(), device=args.device)
-        prediction = tagger.predict_file(args.audio)
-    except (AudioError, CheckpointError) as err:
+        tagger = Tagger.from_file(
+            args.onnx or args.checkpoint or find_checkpoint(),
+            device=args.device,
+            batch_size=args.batch_size,
+        )
+        if Path(args.audio).is_dir():
+            return _folder(tagger, args)
+        with tempfile.TemporaryDirectory(prefix="audiotagger-") as tmp:
+            audio = args.audio
+            if not Path(audio).exists() and spotify_track_id(audio):
+                audio = str(fetch_spotify_preview(audio, tmp))
+            if args.timeline:
+                windows = tagger.timeline(audio, args.offset, args.duration)
+                if args.plot:
+                    print(f"plot: {plot_timeline(windows, args.plot)}", file=sys.stderr)
+                print(
+                    json.dumps([w.to_dict(args.top) for w in windows], indent=2)
+                    if args.json
+                    else format_timeline(windows)
+                )
+            else:
+                prediction = tagger.predict_file(audio, args.offset, args.duration)
+                print(
+                    json.dumps(prediction.to_dict(args.top), indent=2)
+                    if args.json
+                    else format_prediction(prediction, args.top)
+                )
+    except (AudioError, SpotifyError, *ModelError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(
-        json.dumps(prediction.to_dict(args.top), indent=2)
-        if args.json
-        else format_prediction(prediction, args.top)
-    )
     return 0
+
+
+def _folder(tagger: Tagger, args: argparse.Namespace) -> int:
+    fmt = args.format or ("jsonl" if str(args.out or "").endswith((".jsonl", ".json")) else "csv")
+    stream = open(args.out, "w", newline="") if args.out else sys.stdout  # noqa: SIM115
+    try:
+        report = tag_library(
+            tagger,
+            args.audio,
+            stream,
+            fmt,
+            args.top,
+            args.offset,
+            args.duration,
+            errors=sys.stderr,
+        )
+    finally:
+        if args.out:
+            stream.close()
+    print(
+        f"tagged {report.tagged} file(s), skipped {len(report.skipped)}"
+        + (f"; wrote {args.out}" if args.out else ""),
+        file=sys.stderr,
+    )
+    return 0 if report.tagged else 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,46 @@
+"""Export a checkpoint to ONNX: waveform in (batch, samples) at the model's sample rate, every head
+out (genre/mood logits, standardised features, tag logits when present, the embedding), the
+log-mel frontend included. Batch and length are dynamic. onnxruntime is checked against PyTorch.
+
+python scripts/export_onnx.py --checkpoint checkpoints/last.ckpt --out model.onnx
+python scripts/predict_clip.py song.mp3 --onnx model.onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lightning_module.export import export_onnx
+from lightning_module.inference import CheckpointError, find_checkpoint, load_network
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--checkpoint", help="checkpoint path (default: newest best*.ckpt in checkpoints/)"
+    )
+    parser.add_argument("--out", default="model.onnx", help="ONNX file to write")
+    parser.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17 for STFT)")
+    parser.add_argument(
+        "--no-verify", action="store_true", help="skip the onnxruntime vs PyTorch check"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        net, hparams = load_network(args.checkpoint or find_checkpoint())
+    except CheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    report = export_onnx(net, hparams, args.out, opset=args.opset, verify=not args.no_verify)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

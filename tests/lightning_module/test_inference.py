@@ -1,0 +1,207 @@
+"""lightning_module.inference: batched folders, slices, timelines, output formats, Spotify refs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from datamodules.audio import AudioError, load_audio, window_starts
+from datamodules.synthetic import render_clip
+from lightning_module.inference import (
+    PredictionWriter,
+    SpotifyError,
+    Tagger,
+    fetch_spotify_preview,
+    format_timeline,
+    plot_timeline,
+    prediction_columns,
+    spotify_track_id,
+    tag_library,
+)
+from tests.conftest import REPO_ROOT, write_tone
+
+TOL = 1e-5  # same model, same windows: only batch composition differs
+
+
+@pytest.fixture(scope="module")
+def tagger(trained_checkpoint: Path) -> Tagger:
+    return Tagger.from_checkpoint(trained_checkpoint, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five clips of 1.5-7 s (1 to 6 windows of 2 s), two rates, mono and stereo, a subfolder,
+    plus an empty and a corrupt file."""
+    root = tmp_path_factory.mktemp("library")
+    rng = np.random.default_rng(3)
+    specs = [
+        ("a_rock.wav", "rock", "happy", 7.0, 16000),
+        ("b_jazz.flac", "jazz", "calm", 3.0, 22050),
+        ("c_short.wav", "folk", "sad", 1.5, 16000),
+        ("sub/d_hiphop.ogg", "hiphop", "energetic", 5.0, 44100),
+        ("sub/e_classical.wav", "classical", "calm", 4.0, 16000),
+    ]
+    for name, genre, mood, seconds, sr in specs:
+        samples, _ = render_clip(genre, mood, seconds, sr, rng)
+        (root / name).parent.mkdir(exist_ok=True)
+        data = np.stack([samples, samples], 1) if name.endswith("ogg") else samples
+        sf.write(root / name, data, sr)
+    (root / "c_empty.mp3").write_bytes(b"")
+    (root / "sub" / "f_corrupt.wav").write_bytes(b"RIFF" + bytes(range(256)) * 8)
+    (root / "notes.txt").write_text("not audio")
+    return root
+
+
+def _close(a, b) -> None:
+    assert a.path == b.path and a.windows == b.windows
+    assert a.duration == pytest.approx(b.duration) and a.start == pytest.approx(b.start)
+    for task in ("genre", "mood"):
+        assert [n for n, _ in getattr(a, task)] == [n for n, _ in getattr(b, task)]
+        np.testing.assert_allclose(
+            [p for _, p in getattr(a, task)], [p for _, p in getattr(b, task)], atol=TOL
+        )
+    np.testing.assert_allclose(list(a.features.values()), list(b.features.values()), rtol=TOL)
+
+
+def test_predict_files_shares_batches_and_matches_one_by_one(tagger: Tagger, library: Path):
+    files = sorted(library.rglob("*.*"))
+    files = [f for f in files if f.suffix != ".txt"]
+    results = list(tagger.predict_files(files, decode_workers=2))
+    assert len(results) == len(files)  # one result per file, in order
+    for path, result in zip(files, results, strict=True):
+        if path.name in ("c_empty.mp3", "f_corrupt.wav"):
+            assert isinstance(result, AudioError) and str(path) in str(result)
+        else:
+            _close(result, tagger.predict_file(path))
+    windows = {Path(r.path).name: r.windows for r in results if not isinstance(r, AudioError)}
+    assert windows == {
+        "a_rock.wav": 6,
+        "b_jazz.flac": 2,
+        "c_short.wav": 1,
+        "d_hiphop.ogg": 4,
+        "e_classical.wav": 3,
+    }
+
+
+def test_offset_and_duration_tag_exactly_that_slice(tagger: Tagger, library: Path) -> None:
+    path = library / "a_rock.wav"
+    sliced = tagger.predict_file(path, offset=2.0, duration=3.0)
+    assert sliced.start == 2.0 and sliced.duration == pytest.approx(3.0) and sliced.windows == 2
+    wave = load_audio(path, tagger.sample_rate)
+    by_hand = tagger.predict_waveform(wave[2 * 16000 : 5 * 16000], str(path), start=2.0)
+    _close(sliced, by_hand)
+    whole = tagger.predict_file(path)
+    assert whole.features != sliced.features  # a different slice gives a different answer
+    with pytest.raises(AudioError, match="a_rock.wav"):
+        tagger.predict_file(path, offset=60.0)
+
+
+def test_timeline_one_prediction_per_window(tagger: Tagger, library: Path, tmp_path: Path):
+    path = library / "a_rock.wav"
+    timeline = tagger.timeline(path, offset=1.0)
+    wave = load_audio(path, tagger.sample_rate, offset=1.0)
+    starts = window_starts(wave.numel(), tagger.window, tagger.hop)
+    assert [w.start for w in timeline] == pytest.approx([1.0 + s / 16000 for s in starts])
+    for w, s in zip(timeline, starts, strict=True):
+        _close(w, tagger.predict_waveform(wave[s : s + tagger.window], str(path), 1.0 + s / 16000))
+    table = format_timeline(timeline).splitlines()
+    assert table[0].split() == ["start", "end", "genre", "mood", "energy", "valence"]
+    assert len(table) == len(timeline) + 1
+    first = table[1].split()
+    assert first[:2] == ["0:01.0", "0:03.0"] and first[2] == timeline[0].genre[0][0]
+    assert float(first[-2]) == pytest.approx(timeline[0].features["energy"], abs=1e-3)
+    png = plot_timeline(timeline, tmp_path / "t.png")
+    assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 10_000
+
+
+def test_csv_and_jsonl_writers(tagger: Tagger, library: Path) -> None:
+    prediction = tagger.predict_file(library / "b_jazz.flac")
+    stream = io.StringIO()
+    writer = PredictionWriter(stream, "csv", tagger.hparams)
+    writer.write(prediction)
+    (row,) = list(csv.DictReader(io.StringIO(stream.getvalue())))
+    assert list(row) == prediction_columns(tagger.hparams)
+    assert row["genre"] == prediction.genre[0][0]
+    assert sum(float(row[f"genre:{g}"]) for g in tagger.hparams["genre_names"]) == pytest.approx(
+        1.0, abs=1e-3
+    )
+    assert float(row["tempo"]) == pytest.approx(prediction.features["tempo"], abs=1e-3)
+    stream = io.StringIO()
+    PredictionWriter(stream, "jsonl", tagger.hparams, top=2).write(prediction)
+    record = json.loads(stream.getvalue())
+    assert record["path"] == str(library / "b_jazz.flac") and len(record["genre"]) == 2
+
+
+def test_tag_library_skips_and_reports_bad_files(tagger: Tagger, library: Path) -> None:
+    out, errors = io.StringIO(), io.StringIO()
+    report = tag_library(tagger, library, out, "csv", progress=False, errors=errors)
+    assert report.tagged == 5 and len(report.skipped) == 2
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert sorted(Path(r["path"]).name for r in rows) == [
+        "a_rock.wav",
+        "b_jazz.flac",
+        "c_short.wav",
+        "d_hiphop.ogg",
+        "e_classical.wav",
+    ]
+    lines = errors.getvalue().splitlines()
+    assert len(lines) == 2 and all(line.startswith("skipped: ") for line in lines)
+    assert any("c_empty.mp3" in line and "empty" in line for line in lines)
+    with pytest.raises(AudioError, match="no audio files"):
+        tag_library(tagger, library / "sub" / "nothing", io.StringIO(), progress=False)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("4uLU6hMCjMI75M1A2tKUQC", "4uLU6hMCjMI75M1A2tKUQC"),
+        ("spotify:track:4uLU6hMCjMI75M1A2tKUQC", "4uLU6hMCjMI75M1A2tKUQC"),
+        ("https://open.spotify.com/track/4uLU6hMCjMI75M1A2tKUQC?si=abc", "4uLU6hMCjMI75M1A2tKUQC"),
+        ("https://open.spotify.com/intl-de/track/4uLU6hMCjMI75M1A2tKUQC", "4uLU6hMCjMI75M1A2tKUQC"),
+        ("https://open.spotify.com/album/4uLU6hMCjMI75M1A2tKUQC", None),
+        ("song.mp3", None),
+        ("4uLU6hMCjMI75M1A2tKUQ", None),  # 21 characters
+    ],
+)
+def test_spotify_track_references(text: str, expected: str | None) -> None:
+    assert spotify_track_id(text) == expected
+
+
+def test_spotify_without_client_or_credentials_is_one_clear_line(tmp_path: Path, monkeypatch):
+    for name in ("SPOTIPY_CLIENT_ID", "SPOTIPY_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SpotifyError) as err:
+        fetch_spotify_preview("spotify:track:4uLU6hMCjMI75M1A2tKUQC", tmp_path)
+    message = str(err.value)
+    assert message.startswith("spotify:track:4uLU6hMCjMI75M1A2tKUQC: ") and "\n" not in message
+    with pytest.raises(SpotifyError, match="not a Spotify track"):
+        fetch_spotify_preview("song.mp3", tmp_path)
+
+
+def test_inference_imports_no_lightning_tensorboard_or_pandas() -> None:
+    code = (
+        "import sys, lightning_module.inference, lightning_module.runners\n"
+        "bad = [m for m in ('pytorch_lightning', 'lightning', 'tensorboard', 'pandas',"
+        " 'matplotlib', 'onnxruntime') if m in sys.modules]\n"
+        "print(bad)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_short_and_silent_input(tagger: Tagger, tmp_path: Path) -> None:
+    with pytest.raises(AudioError, match="too short"):
+        tagger.predict_file(write_tone(tmp_path / "short.wav", seconds=0.5))
+    wave = torch.zeros(16000 * 3)
+    assert tagger.predict_waveform(wave + 0.01 * torch.randn(wave.shape)).windows == 2
