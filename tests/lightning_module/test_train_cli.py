@@ -37,18 +37,30 @@ def test_every_config_parses(config: Path, capsys: pytest.CaptureFixture) -> Non
     assert {"trainer", "model", "data"} <= set(printed)
 
 
-def test_short_fit_learns_genre_well_above_chance(synthetic_manifest: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def small_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """120 clips of 3 s (3 train and 2 val per genre x mood): enough to generalise a little."""
+    from datamodules.synthetic import generate_synthetic
+
+    out = tmp_path_factory.mktemp("small")
+    return generate_synthetic(
+        out, clips_per_class=5, duration=3.0, seed=2, val_fraction=0.4, test_fraction=0.0
+    )
+
+
+def test_short_fit_learns_genre_well_above_chance(small_manifest: Path, tmp_path: Path) -> None:
     cli = run_training(
         tmp_path,
-        synthetic_manifest,
-        "--trainer.max_epochs=6",
+        small_manifest,
+        "--trainer.max_epochs=8",
         "--data.crops_per_clip=3",
         "--model.width=12",
         "--test_after_fit=false",
     )
     chance = 1 / len(cli.datamodule.genre_names)
     acc = float(cli.trainer.callback_metrics["val/genre_acc"])
-    assert acc >= chance + 0.3, f"val genre accuracy {acc:.2f} vs chance {chance:.2f}"
+    # 96 validation windows: chance + 0.25 is over 6 standard deviations above chance.
+    assert acc >= chance + 0.25, f"val genre accuracy {acc:.2f} vs chance {chance:.2f}"
 
 
 def test_checkpoint_alone_describes_the_model(trained_checkpoint: Path) -> None:
