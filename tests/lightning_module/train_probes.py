@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -42,6 +43,58 @@ class ResumeProbe(pl.Callback):
                     "scheduler_last_epoch": scheduler.last_epoch,
                     "lr": optimizer.param_groups[0]["lr"],
                     "checkpoint_io": type(trainer.strategy.checkpoint_io).__name__,
+                }
+            )
+        )
+
+
+class DistributedProbe(pl.Callback):
+    """Records, per rank, what that process saw and wrote: ``<out_dir>/rank<N>.json``.
+
+    Training rows per epoch, evaluation batches, the synchronised validation metrics, how often
+    the rank's checkpoint writer was called, and its pid (TensorBoard puts the writer's pid in
+    every event file name).
+    """
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = out_dir
+        self.rows: dict[int, list[int]] = {}
+        self.val_items = 0
+        self.checkpoint_writes = 0
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        io = trainer.strategy.checkpoint_io
+        save = io.save_checkpoint
+
+        def counting_save(*args: object, **kwargs: object) -> None:
+            self.checkpoint_writes += 1
+            save(*args, **kwargs)
+
+        io.save_checkpoint = counting_save
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: dict, batch_idx: int
+    ) -> None:
+        self.rows.setdefault(trainer.current_epoch, []).extend(batch["row"].tolist())
+
+    def on_validation_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: dict, *args: object
+    ) -> None:
+        self.val_items += len(batch["row"])
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        Path(self.out_dir, f"rank{trainer.global_rank}.json").write_text(
+            json.dumps(
+                {
+                    "rank": trainer.global_rank,
+                    "world_size": trainer.world_size,
+                    "pid": os.getpid(),
+                    "rows": self.rows,
+                    "val_items": self.val_items,
+                    "val_metrics": metrics,
+                    "checkpoint_writes": self.checkpoint_writes,
+                    "global_step": trainer.global_step,
                 }
             )
         )
