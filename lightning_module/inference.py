@@ -587,27 +587,84 @@ def spotify_track_id(text: str) -> str | None:
     return match.group(1) if match else None
 
 
-def fetch_spotify_preview(track: str, folder: str | os.PathLike) -> Path:
-    """Download the 30 s preview of a Spotify track into ``folder`` through the project's Spotify
-    source (``datamodules/sources/spotify.py``); returns the file.
+def fetch_spotify_preview(
+    track: str, folder: str | os.PathLike, options: dict[str, Any] | None = None
+) -> Path:
+    """Download the 30 s preview of a Spotify track into ``folder`` with the project's Spotify
+    client (``datamodules.sources.spotify``: real spotipy, credentials from ``SPOTIPY_CLIENT_ID``
+    / ``SPOTIPY_CLIENT_SECRET`` or ``.env``); returns the file.
+
+    Args:
+        track: a track ID, ``spotify:track:`` URI or open.spotify.com track URL.
+        folder: where the preview is written (``spotify_<id>.mp3``).
+        options: :class:`SpotifyConfig` keys (``api``, ``auth_url``, ``env_file``, ``market``,
+            ``timeout``, ``retries``, ``download``), e.g. for a proxy or a test server.
 
     Raises:
-        SpotifyError: no Spotify client in this installation, no credentials, no preview (Spotify
-            returns none for most tracks since 2024-11-27) or an HTTP error; one line.
+        SpotifyError: no credentials, credentials refused, unknown track, no preview (Spotify
+            returns none to apps created after 2024-11-27), HTTP or download error; one line.
     """
     track_id = spotify_track_id(track)
     if track_id is None:
         raise SpotifyError(f"{track}: not a Spotify track ID, spotify:track: URI or track URL")
-    try:
-        from datamodules.sources import spotify  # noqa: F401  (the optional Spotify source)
-    except ImportError:
+    name = f"spotify:track:{track_id}"
+    try:  # spotipy is only imported when a Spotify track is asked for
+        import requests
+        from spotipy.exceptions import SpotifyException, SpotifyOauthError
+
+        from datamodules.sources import spotify
+        from datamodules.sources.base import SourceError
+        from datamodules.sources.download import (
+            DownloadConfig,
+            DownloadError,
+            download_file,
+            make_session,
+        )
+    except ImportError as err:
         raise SpotifyError(
-            f"spotify:track:{track_id}: this installation has no Spotify client "
-            "(datamodules/sources/spotify.py); download the audio yourself and pass the file"
+            f"{name}: the Spotify client is not available ({err.name} missing); "
+            "download the audio yourself and pass the file"
         ) from None
-    raise SpotifyError(
-        f"spotify:track:{track_id}: the Spotify source has no preview download this tagger can use"
-    )
+    options = dict(options or {})
+    download = DownloadConfig(**options.pop("download", {}))
+    config = spotify.SpotifyConfig(moods={"track": [name]}, download=download, **options)
+    env_file = spotify.read_env_file(config.env_file)
+    if not all(os.environ.get(v) or env_file.get(v) for v in spotify.CREDENTIAL_VARIABLES):
+        raise SpotifyError(
+            f"{name}: set SPOTIPY_CLIENT_ID and SPOTIPY_CLIENT_SECRET (environment or "
+            f"{config.env_file}) to fetch its preview, or pass the audio file instead"
+        )
+    try:
+        client = spotify.make_client(config)
+        with spotify._quiet_spotipy():  # spotipy would log each HTTP error; we report it once
+            found = client.tracks([track_id], market=config.market).get("tracks") or [None]
+    except SourceError as err:
+        raise SpotifyError(f"{name}: {str(err).removeprefix('spotify: ')}") from None
+    except SpotifyOauthError:
+        raise SpotifyError(
+            f"{name}: Spotify refused the client credentials; check SPOTIPY_CLIENT_ID/SECRET"
+        ) from None
+    except SpotifyException as err:
+        status = getattr(err, "http_status", None)
+        raise SpotifyError(f"{name}: Spotify API error (HTTP {status})") from None
+    except requests.exceptions.RequestException as err:
+        raise SpotifyError(f"{name}: cannot reach the Spotify API ({type(err).__name__})") from None
+    info = found[0]
+    if not info:
+        raise SpotifyError(f"{name}: no such track on Spotify")
+    artists = ", ".join(a.get("name", "") for a in info.get("artists") or [])
+    title = f"{artists} - {info.get('name', '')}".strip(" -")
+    url = info.get("preview_url")
+    if not url:
+        raise SpotifyError(
+            f"{name} ({title}): Spotify gives no preview for it (null preview_url; Spotify "
+            "stopped serving previews to apps created after 2024-11-27); pass the audio file"
+        )
+    dest = Path(folder) / f"spotify_{track_id}.mp3"
+    try:
+        return download_file(make_session(download), url, dest, download)
+    except DownloadError as err:
+        raise SpotifyError(f"{name} ({title}): preview download failed ({err})") from None
 
 
 # -- whole folders ------------------------------------------------------------------------------

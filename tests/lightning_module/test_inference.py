@@ -176,13 +176,79 @@ def test_spotify_track_references(text: str, expected: str | None) -> None:
     assert spotify_track_id(text) == expected
 
 
-def test_spotify_without_client_or_credentials_is_one_clear_line(tmp_path: Path, monkeypatch):
-    for name in ("SPOTIPY_CLIENT_ID", "SPOTIPY_CLIENT_SECRET"):
-        monkeypatch.delenv(name, raising=False)
+SPOTIFY_ID = "4uLU6hMCjMI75M1A2tKUQC"
+NO_PREVIEW_ID = "7ouMYWpwJ422jRcDASZB7P"
+
+
+@pytest.fixture
+def spotify_server(tmp_path: Path, monkeypatch):
+    """The Spotify stand-in on 127.0.0.1 (token endpoint, tracks, preview hosting), with the
+    real spotipy client pointed at it through the Spotify source's ``api``/``auth_url``."""
+    from tests.datamodules.sources.http_server import LocalServer
+    from tests.datamodules.sources.spotify_server import (
+        CLIENT_ID,
+        CLIENT_SECRET,
+        FakeSpotify,
+        FakeTrack,
+    )
+
+    rng = np.random.default_rng(4)
+    preview = tmp_path / "preview.mp3"
+    sf.write(preview, render_clip("rock", "energetic", 6.0, 44100, rng)[0], 44100, format="MP3")
+    tracks = [
+        FakeTrack(SPOTIFY_ID, "Song", "art1", "Band", "USXX10000001"),
+        FakeTrack(NO_PREVIEW_ID, "Quiet", "art1", "Band", "USXX10000002", preview=False),
+    ]
+    monkeypatch.setenv("SPOTIPY_CLIENT_ID", CLIENT_ID)
+    monkeypatch.setenv("SPOTIPY_CLIENT_SECRET", CLIENT_SECRET)
+    with LocalServer() as server:
+        FakeSpotify(server, tracks, {}, {}, preview.read_bytes())
+        yield (
+            server,
+            {
+                "api": server.url("/v1/"),
+                "auth_url": server.url("/api/token"),
+                "env_file": str(tmp_path / "none.env"),
+                "retries": 1,
+                "timeout": 5,
+                "download": {"retries": 1, "backoff": 0.01, "timeout": 5},
+            },
+        )
+
+
+def test_spotify_preview_is_downloaded_with_the_real_client_and_tagged(
+    spotify_server, tagger: Tagger, tmp_path: Path
+) -> None:
+    server, options = spotify_server
+    url = f"https://open.spotify.com/track/{SPOTIFY_ID}?si=x"
+    path = fetch_spotify_preview(url, tmp_path / "previews", options)
+    assert path == tmp_path / "previews" / f"spotify_{SPOTIFY_ID}.mp3"
+    assert server.hits["/api/token"] == 1 and server.hits[f"/previews/{SPOTIFY_ID}.mp3"] == 1
+    prediction = tagger.predict_file(path)
+    assert prediction.duration == pytest.approx(6.0, abs=0.1) and prediction.windows in (5, 6)
+
+
+@pytest.mark.parametrize(
+    ("track", "secret", "expected"),
+    [
+        (NO_PREVIEW_ID, None, "(Band - Quiet): Spotify gives no preview for it"),
+        ("0000000000000000000000", None, ": no such track on Spotify"),
+        (SPOTIFY_ID, "wrong-secret", ": Spotify refused the client credentials"),
+        (SPOTIFY_ID, "", ": set SPOTIPY_CLIENT_ID and SPOTIPY_CLIENT_SECRET"),
+    ],
+)
+def test_spotify_problems_are_one_clear_line(
+    spotify_server, tmp_path: Path, monkeypatch, track: str, secret: str | None, expected: str
+) -> None:
+    _, options = spotify_server
+    if secret is not None:
+        monkeypatch.setenv("SPOTIPY_CLIENT_SECRET", secret)
     with pytest.raises(SpotifyError) as err:
-        fetch_spotify_preview("spotify:track:4uLU6hMCjMI75M1A2tKUQC", tmp_path)
+        fetch_spotify_preview(f"spotify:track:{track}", tmp_path, options)
     message = str(err.value)
-    assert message.startswith("spotify:track:4uLU6hMCjMI75M1A2tKUQC: ") and "\n" not in message
+    assert message.startswith(f"spotify:track:{track}") and expected in message
+    assert "\n" not in message and "wrong-secret" not in message
+    assert not list(tmp_path.glob("spotify_*"))
     with pytest.raises(SpotifyError, match="not a Spotify track"):
         fetch_spotify_preview("song.mp3", tmp_path)
 
