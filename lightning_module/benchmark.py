@@ -147,6 +147,7 @@ def machine_info(device: str) -> dict[str, Any]:
         "torch": torch.__version__,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
         "device": device,
         "load_average_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }

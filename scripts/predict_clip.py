@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
 
-from datamodules.audio import AudioError
-from lightning_module.inference import (
+# Before torch starts its OpenMP threads: idle threads sleep instead of spinning. On a busy machine
+# spinning threads steal each other's cores and a 0.3 s prediction takes 2 s (docs/benchmarks.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from datamodules.audio import AudioError  # noqa: E402
+from lightning_module.inference import (  # noqa: E402
     ModelError,
     SpotifyError,
     Tagger,
