@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from datamodules.datamodule import MusicDataModule
+from lightning_module.inference import CheckpointError
 from lightning_module.tagger import MusicTagger
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +57,19 @@ def main(args: list[str] | None = None) -> TaggerCLI:
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"default_config_files": [str(DEFAULT_CONFIG)]},
     )
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
+    ckpt_path = cli.config.ckpt_path
+    try:
+        # weights_only: a checkpoint to resume from may come from anywhere; unpickling it must
+        # not run code (ours hold only tensors and plain values).
+        cli.trainer.fit(
+            cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, weights_only=True
+        )
+    except pickle.UnpicklingError as err:
+        first = (str(err).strip().splitlines() or ["unsafe content"])[0]
+        raise CheckpointError(
+            f"{ckpt_path}: refused to resume from it: it holds objects other than tensors and "
+            f"plain values ({first})"
+        ) from err
     summary = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if k.startswith("val/")}
     if summary:
         print(
