@@ -1,12 +1,17 @@
 """Train the multi-task tagger. ``python scripts/train.py --help`` lists every option;
 ``configs/train.yaml`` is the default config (the embedded synthetic dataset)."""
 
+import os
 import sys
 
-from datamodules.audio import AudioError
-from datamodules.manifest import ManifestError
-from lightning_module.cli import main
-from lightning_module.inference import CheckpointError
+# Before torch starts its OpenMP threads: idle threads sleep instead of spinning, which on a
+# machine shared with other work trains about twice as fast (docs/benchmarks.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from datamodules.audio import AudioError  # noqa: E402
+from datamodules.manifest import ManifestError  # noqa: E402
+from lightning_module.cli import main  # noqa: E402
+from lightning_module.inference import CheckpointError  # noqa: E402
 
 if __name__ == "__main__":
     try:
