@@ -181,14 +181,32 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _median_seconds(fn, repeats: int) -> float:
+def _median_seconds(fn, repeats: int) -> tuple[float, float]:
+    """Median wall and CPU seconds (all threads) of ``fn()`` after one warm-up call.
+
+    CPU time is the robust number on a shared machine: other work lengthens the wall time, not
+    the CPU time, which bounds the wall time on an idle machine of the same cores.
+    """
     fn()  # warm-up: first-call allocations, lazy imports, page cache
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed_run(command: list[str]) -> tuple[float, float, subprocess.CompletedProcess]:
+    """Wall and CPU seconds of a fresh process running ``command``."""
+    start, start_cpu = time.perf_counter(), _children_cpu()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
+    return time.perf_counter() - start, _children_cpu() - start_cpu, done
 
 
 def model_defaults(config_path: Path = DEFAULT_CONFIG) -> dict[str, Any]:
@@ -393,9 +411,9 @@ def measure_inference(checkpoint: Path, clip: Path, cfg: BenchmarkConfig) -> dic
         tagger.window_outputs(wave)
         _sync(cfg.device)
 
-    forward_s = _median_seconds(forward, cfg.repeats)
-    decode_s = _median_seconds(lambda: tagger.load(clip), cfg.repeats)
-    predict_s = _median_seconds(lambda: tagger.predict_file(clip), cfg.repeats)
+    forward_s, forward_cpu = _median_seconds(forward, cfg.repeats)
+    decode_s, _ = _median_seconds(lambda: tagger.load(clip), cfg.repeats)
+    predict_s, predict_cpu = _median_seconds(lambda: tagger.predict_file(clip), cfg.repeats)
     command = [
         sys.executable,
         str(PREDICT_SCRIPT),
@@ -405,31 +423,28 @@ def measure_inference(checkpoint: Path, clip: Path, cfg: BenchmarkConfig) -> dic
         "--device",
         cfg.device,
     ]
-    cold = []
+    cold, cold_cpu, import_s = [], [], []
     for _ in range(cfg.cold_runs):
-        start = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
-        cold.append(time.perf_counter() - start)
+        wall, cpu, done = _timed_run(command)
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise RuntimeError(f"{PREDICT_SCRIPT.name} failed ({done.returncode}): {last}")
-    import_s = []
-    for _ in range(cfg.cold_runs):
-        start = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-c", "import lightning_module.inference"], check=True, cwd=REPO_ROOT
-        )
-        import_s.append(time.perf_counter() - start)
+        cold.append(wall)
+        cold_cpu.append(cpu)
+        import_s.append(_timed_run([sys.executable, "-c", "import lightning_module.inference"])[0])
     return {
         "clip_seconds": seconds,
         "windows": len(tagger.window_outputs(wave)[0]),
         "forward_seconds": forward_s,
+        "forward_cpu_seconds": forward_cpu,
         "rtf_forward": forward_s / seconds,
         "decode_seconds": decode_s,
         "predict_clip_seconds": predict_s,
+        "predict_clip_cpu_seconds": predict_cpu,
         "rtf_predict_clip": predict_s / seconds,
         "cold_start_seconds": statistics.median(cold),
         "cold_start_runs": cold,
+        "cold_start_cpu_seconds": statistics.median(cold_cpu),
         "import_seconds": statistics.median(import_s),
         "device": cfg.device,
     }
@@ -551,17 +566,20 @@ def format_table(result: BenchmarkResult) -> str:
         (
             "infer",
             f"RTF forward only ({inf['clip_seconds']:.0f} s clip, {inf['windows']} windows)",
-            f"{inf['rtf_forward']:.4f} ({inf['forward_seconds']:.3f} s)",
+            f"{inf['rtf_forward']:.4f} ({inf['forward_seconds']:.3f} s,"
+            f" CPU {inf['forward_cpu_seconds']:.3f} s)",
         ),
         (
             "infer",
             "RTF predict_clip warm (mp3 decode + forward)",
-            f"{inf['rtf_predict_clip']:.4f} ({inf['predict_clip_seconds']:.3f} s)",
+            f"{inf['rtf_predict_clip']:.4f} ({inf['predict_clip_seconds']:.3f} s,"
+            f" CPU {inf['predict_clip_cpu_seconds']:.3f} s)",
         ),
         (
             "infer",
             "predict_clip.py cold start (fresh process)",
-            f"{inf['cold_start_seconds']:.2f} s (import {inf['import_seconds']:.2f} s)",
+            f"{inf['cold_start_seconds']:.2f} s (CPU {inf['cold_start_cpu_seconds']:.2f} s;"
+            f" import alone {inf['import_seconds']:.2f} s)",
         ),
     ]
     width = max(len(r[1]) for r in rows)

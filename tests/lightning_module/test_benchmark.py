@@ -72,6 +72,9 @@ def test_benchmark_runs_end_to_end_and_writes_sane_json(
     )
     assert inference["predict_clip_seconds"] > 0 and inference["cold_start_seconds"] > 0
     assert len(inference["cold_start_runs"]) == 1 and inference["import_seconds"] > 0
+    # a fresh process pays at least for importing torch: CPU time of the child was counted
+    assert inference["cold_start_cpu_seconds"] > 0.2
+    assert inference["predict_clip_cpu_seconds"] > 0 and inference["forward_cpu_seconds"] > 0
 
     hp = load_checkpoint(tmp_path / "bench" / "bench.ckpt")["hyper_parameters"]
     assert hp["crop_seconds"] == 3.0 and len(hp["genre_names"]) == 6  # the default recipe's model
