@@ -92,7 +92,9 @@ class AudioCache:
         offset, total = self.offsets[track_id]
         start = min(max(start, 0), total)
         stop = total if length is None else min(start + length, total)
-        return self.pcm[offset + start : offset + stop].astype(np.float32) / INT16_SCALE
+        wave = self.pcm[offset + start : offset + stop].astype(np.float32)
+        wave /= INT16_SCALE  # in place: one float copy of the crop, not two
+        return wave
 
 
 def cache_key(

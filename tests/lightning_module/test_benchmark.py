@@ -7,37 +7,39 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from datamodules.manifest import read_manifest
 from lightning_module.inference import load_checkpoint
 from scripts.benchmark import main
 
 
+def _tiny_args(work_dir: Path, out: Path, device: str) -> list[str]:
+    return [
+        f"--work-dir={work_dir}",
+        f"--out={out}",
+        f"--device={device}",
+        "--clips-per-class=2",
+        "--clip-seconds=2",
+        "--crop-seconds=1",
+        "--batch-sizes",
+        "2",
+        "4",
+        "--warmup-steps=1",
+        "--train-steps=2",
+        "--num-workers=0",
+        "--cached-repeats=2",
+        "--infer-seconds=4",
+        "--repeats=1",
+        "--cold-runs=1",
+    ]
+
+
 def test_benchmark_runs_end_to_end_and_writes_sane_json(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "result.json"
-    code = main(
-        [
-            f"--work-dir={tmp_path / 'bench'}",
-            f"--out={out}",
-            "--device=cpu",
-            "--clips-per-class=2",
-            "--clip-seconds=2",
-            "--crop-seconds=1",
-            "--batch-sizes",
-            "2",
-            "4",
-            "--warmup-steps=1",
-            "--train-steps=2",
-            "--num-workers=0",
-            "--cached-repeats=2",
-            "--infer-seconds=4",
-            "--repeats=1",
-            "--cold-runs=1",
-        ]
-    )
-    assert code == 0
+    assert main(_tiny_args(tmp_path / "bench", out, "cpu")) == 0
     printed = capsys.readouterr().out
     assert "ratio cached / naive" in printed and "cold start" in printed
 
@@ -78,3 +80,16 @@ def test_benchmark_runs_end_to_end_and_writes_sane_json(
 
     hp = load_checkpoint(tmp_path / "bench" / "bench.ckpt")["hyper_parameters"]
     assert hp["crop_seconds"] == 3.0 and len(hp["genre_names"]) == 6  # the default recipe's model
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_benchmark_on_cuda_trains_in_bf16_and_reports_cuda_memory(tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    assert main(_tiny_args(tmp_path / "bench", out, "cuda")) == 0
+    result = json.loads(out.read_text())
+    assert result["machine"]["gpu"] and result["loader"]["mel_device"] == "cuda"
+    for t in result["train"]:
+        assert t["precision"] == "bf16-mixed" and t["channels_last"] is True
+        assert t["peak_cuda_memory_mb"] > 0 and t["clips_per_s"] > 0
+    assert result["inference"]["device"] == "cuda"
