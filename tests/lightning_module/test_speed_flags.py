@@ -116,9 +116,10 @@ def test_speed_flags_are_in_the_cli(capsys: pytest.CaptureFixture) -> None:
 
 @pytest.mark.slow
 def test_compiled_network_gives_the_eager_outputs() -> None:
-    """Real inductor compilation on CPU (about a minute on 2 cores)."""
+    """Real inductor compilation on CPU; one residual stage keeps the graph, and so the compile
+    time, small (~1 min on 2 busy cores)."""
     torch.manual_seed(0)
-    model = _model(compile=True).eval()
+    model = _model(compile=True, blocks=[1]).eval()
     wave = torch.randn(2, 16000)
     with torch.no_grad():
         compiled, eager = model(wave), model.net(wave)
