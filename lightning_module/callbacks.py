@@ -337,7 +337,9 @@ class TensorBoardStory(pl.Callback):
     def _finish(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._write_projector(trainer.logger.experiment)
         params: dict[str, Any] = {
-            k: v for k, v in pl_module.hparams.items() if k not in HPARAM_SKIP and v is not None
+            k: v
+            for k, v in pl_module.hparams.items()
+            if k not in HPARAM_SKIP and not k.startswith("_") and v is not None
         }
         datamodule = getattr(trainer, "datamodule", None)
         for k, v in dict(getattr(datamodule, "hparams", {}) or {}).items():

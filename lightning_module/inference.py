@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from datamodules.audio import AUDIO_EXTENSIONS, AudioError, load_audio, window_starts
-from datamodules.features import FEATURE_UNITS
+from datamodules.features import FEATURE_RANGES, FEATURE_UNITS
 from lightning_module.network import TaggerNet, build_network
 from lightning_module.runners import OnnxModelError, OnnxRunner, Runner, TorchRunner
 
@@ -164,6 +164,11 @@ class Tagger:
         self.max_windows = max_windows
         self._mean = torch.tensor(hparams["feature_mean"], dtype=torch.float32)
         self._std = torch.tensor(hparams["feature_std"], dtype=torch.float32)
+        # A regression head can overshoot; report values inside each feature's valid range.
+        inf = float("inf")
+        ranges = [FEATURE_RANGES.get(n, (-inf, inf)) for n in hparams.get("feature_names") or []]
+        self._low = torch.tensor([r[0] for r in ranges], dtype=torch.float32)
+        self._high = torch.tensor([r[1] for r in ranges], dtype=torch.float32)
 
     @classmethod
     def from_checkpoint(
@@ -207,7 +212,8 @@ class Tagger:
         return starts, torch.stack([wave[s : s + self.window] for s in starts])
 
     def finish(self, raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Raw runner outputs → probabilities (softmax / sigmoid) and natural-unit features."""
+        """Raw runner outputs → probabilities (softmax / sigmoid) and natural-unit features,
+        clipped to their valid range (``FEATURE_RANGES``)."""
         outputs = dict(raw)
         for task in ("genre", "mood"):
             if task in outputs:
@@ -215,7 +221,8 @@ class Tagger:
         if "tags" in outputs:
             outputs["tags"] = outputs["tags"].sigmoid()
         if "features" in outputs:
-            outputs["features"] = outputs["features"] * self._std + self._mean
+            natural = outputs["features"] * self._std + self._mean
+            outputs["features"] = torch.maximum(torch.minimum(natural, self._high), self._low)
         return outputs
 
     @torch.inference_mode()

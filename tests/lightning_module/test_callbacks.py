@@ -107,6 +107,7 @@ def test_hparams_hold_the_config_and_final_validation_metrics(events: EventAccum
     start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
     hparams = start.session_start_info.hparams
     assert hparams["lr"].number_value > 0 and hparams["data.batch_size"].number_value == 8
+    assert not any(name.startswith("_") for name in hparams)  # no CLI internals
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
     metric_tags = {m.name.tag for m in experiment.experiment.metric_infos}
     assert {"hparams/val/genre_acc", "hparams/val/loss", "hparams/val/r2/tempo"} <= metric_tags

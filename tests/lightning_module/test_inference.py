@@ -15,6 +15,7 @@ import soundfile as sf
 import torch
 
 from datamodules.audio import AudioError, load_audio, window_starts
+from datamodules.features import FEATURE_RANGES
 from datamodules.synthetic import render_clip
 from lightning_module.inference import (
     PredictionWriter,
@@ -82,6 +83,9 @@ def test_predict_files_shares_batches_and_matches_one_by_one(tagger: Tagger, lib
             assert isinstance(result, AudioError) and str(path) in str(result)
         else:
             _close(result, tagger.predict_file(path))
+            for name, value in result.features.items():  # clipped to the valid range
+                low, high = FEATURE_RANGES[name]
+                assert low <= value <= high, (name, value)
     windows = {Path(r.path).name: r.windows for r in results if not isinstance(r, AudioError)}
     assert windows == {
         "a_rock.wav": 6,
