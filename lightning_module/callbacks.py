@@ -126,6 +126,8 @@ class TensorBoardStory(pl.Callback):
         self.confusion: dict[str, MulticlassConfusionMatrix] = {}
         self._clips: list[dict[str, torch.Tensor]] | None = None
         self._audio_logged = False
+        # (clip embeddings, metadata, step) of the last collected epoch until written
+        self._projector: tuple[torch.Tensor, list[list[str]], int] | None = None
         self._reset()
 
     # -- collection -------------------------------------------------------------------------------
@@ -136,7 +138,6 @@ class TensorBoardStory(pl.Callback):
         self._rows: list[torch.Tensor] = []
         self._embeddings: list[torch.Tensor] = []
         self._labels: list[torch.Tensor] = []
-        self._projector: tuple[torch.Tensor, list[list[str]], int] | None = None
 
     def _active(self, trainer: pl.Trainer) -> bool:
         return (
@@ -146,9 +147,7 @@ class TensorBoardStory(pl.Callback):
         )
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        projector = getattr(self, "_projector", None)
         self._reset()
-        self._projector = projector  # written after the last epoch if not written yet
         if not self._active(trainer):
             return
         hp = pl_module.hparams
