@@ -195,21 +195,28 @@ class Tagger:
         return loader(path, device=device, **kwargs)
 
     # -- raw outputs ------------------------------------------------------------------------------
-    def windows(
-        self, wave: torch.Tensor, max_windows: int | None = None
-    ) -> tuple[list[int], torch.Tensor]:
-        """Window starts (samples) and the (n_windows, window) windows of a (samples,) waveform.
-
-        Audio no longer than a window is used whole, unpadded; ``max_windows`` keeps that many
-        windows, evenly spread from the first to the last.
-        """
-        if wave.numel() <= self.window:
-            return [0], wave[None]
-        starts = window_starts(wave.numel(), self.window, self.hop)
+    def starts(self, n_samples: int, max_windows: int | None = None) -> list[int]:
+        """Window starts (samples) for ``n_samples`` of audio; ``max_windows`` keeps that many,
+        evenly spread from the first to the last."""
+        starts = window_starts(n_samples, self.window, self.hop)
         if max_windows is not None and len(starts) > max_windows:
             picks = torch.linspace(0, len(starts) - 1, max_windows).round().long().tolist()
             starts = [starts[i] for i in picks]
-        return starts, torch.stack([wave[s : s + self.window] for s in starts])
+        return starts
+
+    def cut(self, wave: torch.Tensor, starts: Sequence[int]) -> torch.Tensor:
+        """(len(starts), window) windows of a (samples,) waveform; audio no longer than a window
+        is used whole, unpadded (1, samples)."""
+        if wave.numel() <= self.window:
+            return wave[None]
+        return torch.stack([wave[s : s + self.window] for s in starts])
+
+    def windows(
+        self, wave: torch.Tensor, max_windows: int | None = None
+    ) -> tuple[list[int], torch.Tensor]:
+        """Window starts (samples) and the (n_windows, window) windows of a (samples,) waveform."""
+        starts = self.starts(wave.numel(), max_windows)
+        return starts, self.cut(wave, starts)
 
     def finish(self, raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Raw runner outputs → probabilities (softmax / sigmoid) and natural-unit features,
@@ -236,8 +243,12 @@ class Tagger:
         Outputs are probabilities for ``genre``/``mood``/``tags`` (softmax / sigmoid), natural-unit
         ``features`` and the ``embedding``, each (n_windows, n) on the CPU.
         """
-        starts, windows = self.windows(wave, max_windows)
-        chunks = [self.runner(batch) for batch in windows.split(self.batch_size)]
+        starts = self.starts(wave.numel(), max_windows)
+        # Cut one batch at a time: an hour-long timeline never holds every window at once.
+        chunks = [
+            self.runner(self.cut(wave, starts[i : i + self.batch_size]))
+            for i in range(0, len(starts), self.batch_size)
+        ]
         return starts, self.finish({k: torch.cat([c[k] for c in chunks]) for k in chunks[0]})
 
     def _prediction(
