@@ -84,7 +84,7 @@ def test_bad_rows_are_listed_before_training_and_the_run_survives(
     manifest = write_manifest(
         pd.concat([good, bad_rows], ignore_index=True), tmp_path / "run – é" / "manifest.csv"
     )
-    caplog.set_level(logging.WARNING, logger="datamodules")
+    caplog.set_level(logging.INFO)
     cli = run_training(
         tmp_path / "run – é",
         manifest,
@@ -98,7 +98,13 @@ def test_bad_rows_are_listed_before_training_and_the_run_survives(
     assert set(skipped["track_id"]) == {f"bad_{k}" for k in refused}
     for row in skipped.itertuples():
         assert "\n" not in row.reason and row.reason.startswith(row.audio_path)
-    listing = "\n".join(r.getMessage() for r in caplog.records if "excluded" in r.getMessage())
+    messages = [r.getMessage() for r in caplog.records]
+    listed = [i for i, m in enumerate(messages) if "unreadable clip(s) before training" in m]
+    # Lightning's first message of the fit loop proper (configure_optimizers asks it for the
+    # number of steps): the listing must come before it
+    started = [i for i, m in enumerate(messages) if "Loading `train_dataloader`" in m]
+    assert listed and started and listed[0] < started[0], "bad rows not listed before training"
+    listing = messages[listed[0]]
     assert f"excluded {len(refused)} unreadable clip(s) before training" in listing
     assert all(str(corpus[k].path) in listing for k in refused)
 
