@@ -68,8 +68,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--format", choices=("csv", "jsonl"), help="folder mode output (default: from --out, csv)"
     )
     args = parser.parse_args(argv)
+    folder = Path(args.audio).is_dir()
     if args.plot and not args.timeline:
         parser.error("--plot needs --timeline")
+    if folder and args.timeline:
+        parser.error("--timeline takes one audio file, not a folder")
+    if not folder and (args.out or args.format):
+        parser.error("--out and --format are for a folder; a file prints to stdout")
     return args
 
 
@@ -110,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _folder(tagger: Tagger, args: argparse.Namespace) -> int:
-    fmt = args.format or ("jsonl" if str(args.out or "").endswith((".jsonl", ".json")) else "csv")
+    jsonl = args.json or str(args.out or "").endswith((".jsonl", ".json"))
+    fmt = args.format or ("jsonl" if jsonl else "csv")
     stream = open(args.out, "w", newline="") if args.out else sys.stdout  # noqa: SIM115
     try:
         report = tag_library(

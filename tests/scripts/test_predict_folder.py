@@ -78,9 +78,14 @@ def test_timeline_table_json_and_plot(
     assert [w["start"] for w in windows] == [0.5, 1.5]
 
 
-def test_plot_without_timeline_is_refused(trained_checkpoint: Path, folder: Path) -> None:
-    with pytest.raises(SystemExit):
-        main([str(folder / "one.wav"), "--plot", "x.png"])
+@pytest.mark.parametrize(
+    "args",
+    [["one.wav", "--plot", "x.png"], [".", "--timeline"], ["one.wav", "--out", "x.csv"]],
+)
+def test_contradictory_options_are_refused(folder: Path, args: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([str(folder / args[0]), *args[1:]])
+    assert exit_.value.code == 2 and "error: " in capsys.readouterr().err
 
 
 def test_spotify_reference_without_credentials_is_one_line(
