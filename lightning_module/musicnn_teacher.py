@@ -31,6 +31,7 @@ from lightning_module.backbones.musicnn import (
     MUSICNN_FRONTEND,
     PATCH_FRAMES,
     MusicnnBackbone,
+    musicnn_logmel,
     tag_slug,
 )
 from lightning_module.frontend import LogMel
@@ -90,9 +91,7 @@ def tag_names(model: str = DEFAULT_MODEL) -> list[str]:
 
 def teacher_frontend() -> LogMel:
     """Our LogMel configured as musicnn's input (float32, no float16 anywhere)."""
-    settings = dict(MUSICNN_FRONTEND)
-    settings["norm"] = settings.pop("mel_norm")
-    return LogMel(**settings)
+    return musicnn_logmel()
 
 
 def patches(mel: np.ndarray, frames: int = PATCH_FRAMES) -> np.ndarray:

@@ -22,12 +22,11 @@ from torch import nn
 
 from datamodules.audio import window_starts
 from lightning_module.backbones.musicnn import (
-    MUSICNN_FRONTEND,
     PATCH_FRAMES,
     MusicnnBackbone,
     load_pretrained,
+    musicnn_logmel,
 )
-from lightning_module.frontend import LogMel
 
 #: Regularisation strengths tried, chosen on the val split (never on test).
 CS = (0.01, 0.1, 1.0, 10.0)
@@ -44,9 +43,7 @@ class TeacherDescriptor(nn.Module):
 
     def __init__(self, weights: str | os.PathLike, max_patches: int = 4) -> None:
         super().__init__()
-        settings = dict(MUSICNN_FRONTEND)
-        settings["norm"] = settings.pop("mel_norm")
-        self.frontend = LogMel(**settings)
+        self.frontend = musicnn_logmel()
         self.backbone = MusicnnBackbone()
         self.backbone.load_state_dict(load_pretrained(weights)["state_dict"])
         self.max_patches = max_patches

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_module.frontend import LogMel
+
 #: LogMel settings that reproduce musicnn's librosa input (``librosa.feature.melspectrogram``
 #: defaults: Slaney mel scale and area normalisation, power 2, centred frames).
 MUSICNN_FRONTEND: dict[str, Any] = {
@@ -41,6 +43,13 @@ MUSICNN_FRONTEND: dict[str, Any] = {
 PATCH_FRAMES = 187
 #: tf.compat.v1.layers.batch_normalization's epsilon (PyTorch's default is 1e-5).
 TF_BN_EPS = 1e-3
+
+
+def musicnn_logmel() -> LogMel:
+    """Our LogMel set to musicnn's input (float32 throughout; see :data:`MUSICNN_FRONTEND`)."""
+    settings = dict(MUSICNN_FRONTEND)
+    settings["norm"] = settings.pop("mel_norm")
+    return LogMel(**settings)
 
 
 def tag_slug(name: str) -> str:
