@@ -17,16 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datamodules.audio import AUDIO_EXTENSIONS
-from datamodules.manifest import FEATURES, SPLITS
+from datamodules.manifest import FEATURES
 from datamodules.sources.base import (
     Item,
     Listing,
     Skip,
     SourceConfig,
     SourceError,
-    feature_value,
+    check_columns,
+    check_mapping_names,
     iter_audio_files,
     read_table,
+    record_row,
     run_source,
 )
 from datamodules.sources.download import DownloadConfig, downloader
@@ -80,14 +82,7 @@ class CsvConfig(SourceConfig):
             self.tables = [self.tables]
         if not self.tables:
             raise SourceError("tables is required (one or more CSV files)")
-        unknown = sorted(set(self.columns) - set(DEFAULT_COLUMNS))
-        if unknown:
-            raise SourceError(
-                f"columns: cannot map {', '.join(unknown)} (mappable: {', '.join(DEFAULT_COLUMNS)})"
-            )
-        unknown = sorted(set(self.features) - set(FEATURES))
-        if unknown:
-            raise SourceError(f"features: unknown feature(s) {', '.join(unknown)}")
+        check_mapping_names(self.columns, DEFAULT_COLUMNS, self.features)
 
 
 def _table_spec(spec: object) -> tuple[Path, dict[str, str]]:
@@ -100,10 +95,6 @@ def _table_spec(spec: object) -> tuple[Path, dict[str, str]]:
             raise SourceError(f"tables: unknown key(s) {', '.join(unknown)} for {spec['path']}")
         return Path(str(spec["path"])).expanduser(), constants
     raise SourceError(f"tables: expected a path or {{path: ..., mood: ...}}, got {spec!r}")
-
-
-def _feature_column(spec: object) -> str:
-    return str(spec["column"]) if isinstance(spec, dict) else str(spec)
 
 
 def list_items(config: CsvConfig) -> Listing:
@@ -128,17 +119,7 @@ def list_items(config: CsvConfig) -> Listing:
                 columns[name] = found
         columns.update(config.columns)
         features = config.features or {f: f for f in FEATURES if f in available}
-        wanted = {
-            **{f"columns.{k}": v for k, v in columns.items()},
-            **{f"features.{k}": _feature_column(v) for k, v in features.items()},
-            **{f"extra_columns.{k}": v for k, v in config.extra_columns.items()},
-        }
-        for key, column in wanted.items():
-            if column not in available:
-                raise SourceError(
-                    f"{path}: no column {column!r} (mapped by {key}); "
-                    f"columns are {', '.join(available)}"
-                )
+        check_columns(path, available, columns, features, config.extra_columns)
         if "track_id" not in columns:
             raise SourceError(
                 f"{path}: no track id column (tried {', '.join(DEFAULT_COLUMNS['track_id'])}); "
@@ -150,20 +131,9 @@ def list_items(config: CsvConfig) -> Listing:
                 listing.skips.append(Skip(f"{path.name}:{line}", "no track id", f"{path}:{line}"))
                 continue
             track_id = f"{config.id_prefix}{raw_id}"
-            row: dict[str, object] = {
-                c: (str(record[columns[c]]).strip() or None)
-                for c in ("artist", "genre", "mood")
-                if c in columns
-            }
-            if "split" in columns:
-                value = str(record[columns["split"]]).strip()
-                row["split"] = config.split_map.get(value, value if value in SPLITS else None)
-            for key, value in constants.items():
-                row[key] = value
-            for name, feature_spec in features.items():
-                row[name] = feature_value(record[_feature_column(feature_spec)], feature_spec)
-            for name, column in config.extra_columns.items():
-                row[name] = record[column]
+            row = record_row(
+                record, columns, features, config.extra_columns, config.split_map, constants
+            )
             item = Item(track_id=track_id, row=row, file_id=track_id, name=raw_id)
             if audio_dir is not None:
                 try:

@@ -20,9 +20,11 @@ from datamodules.sources.base import (
     Skip,
     SourceConfig,
     SourceError,
-    feature_value,
+    check_columns,
+    check_mapping_names,
     iter_audio_files,
     read_table,
+    record_row,
     run_source,
 )
 
@@ -60,21 +62,10 @@ class LabelsConfig(SourceConfig):
     def __post_init__(self) -> None:
         if not self.root:
             raise SourceError("root is required (the folder the audio paths are relative to)")
-        unknown = sorted(set(self.columns) - set(MAPPABLE))
-        if unknown:
-            raise SourceError(
-                f"columns: cannot map {', '.join(unknown)} (mappable: {', '.join(MAPPABLE)})"
-            )
-        unknown = sorted(set(self.features) - set(FEATURES))
-        if unknown:
-            raise SourceError(f"features: unknown feature(s) {', '.join(unknown)}")
+        check_mapping_names(self.columns, MAPPABLE, self.features)
         bad = sorted(v for v in self.split_map.values() if v not in SPLITS)
         if bad:
             raise SourceError(f"split_map: values must be {', '.join(SPLITS)}, got {bad}")
-
-
-def _column(spec: object) -> str:
-    return str(spec["column"]) if isinstance(spec, dict) else str(spec)
 
 
 def list_items(config: LabelsConfig) -> Listing:
@@ -88,17 +79,7 @@ def list_items(config: LabelsConfig) -> Listing:
     columns = {c: c for c in MAPPABLE if c != "split" and c in available}
     columns.update(config.columns)
     features = config.features or {f: f for f in FEATURES if f in available}
-    wanted = {
-        **{f"columns.{k}": v for k, v in columns.items()},
-        **{f"features.{k}": _column(v) for k, v in features.items()},
-        **{f"extra_columns.{k}": v for k, v in config.extra_columns.items()},
-    }
-    for key, column in wanted.items():
-        if column not in available:
-            raise SourceError(
-                f"{table_path}: no column {column!r} (mapped by {key}); "
-                f"columns are {', '.join(available)}"
-            )
+    check_columns(table_path, available, columns, features, config.extra_columns)
     if "track_id" not in columns and "audio_path" not in columns:
         raise SourceError(f"{table_path}: map columns.track_id or columns.audio_path")
     by_stem: dict[str, Path] = {}
@@ -116,18 +97,7 @@ def list_items(config: LabelsConfig) -> Listing:
             listing.skips.append(Skip(f"{table_path.name}:{line}", "no track id", f"line {line}"))
             continue
         track_id = f"{config.id_prefix}{raw_id}"
-        row: dict[str, object] = {
-            c: (str(record[columns[c]]).strip() or None)
-            for c in ("artist", "genre", "mood")
-            if c in columns
-        }
-        if "split" in columns:
-            value = str(record[columns["split"]]).strip()
-            row["split"] = config.split_map.get(value, value if value in SPLITS else None)
-        for name, spec in features.items():
-            row[name] = feature_value(record[_column(spec)], spec)
-        for name, column in config.extra_columns.items():
-            row[name] = record[column]
+        row = record_row(record, columns, features, config.extra_columns, config.split_map)
         if rel:
             audio = Path(rel).expanduser()
             audio = audio if audio.is_absolute() else root / audio
