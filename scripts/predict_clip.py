@@ -23,17 +23,17 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from datamodules.audio import AudioError  # noqa: E402
-from lightning_module.inference import (  # noqa: E402
-    ModelError,
-    SpotifyError,
-    Tagger,
-    fetch_spotify_preview,
-    find_checkpoint,
+from lightning_module.inference import ModelError, Tagger, find_checkpoint  # noqa: E402
+from lightning_module.prediction_output import (  # noqa: E402
     format_prediction,
     format_timeline,
     plot_timeline,
-    spotify_track_id,
     tag_library,
+)
+from lightning_module.spotify_preview import (  # noqa: E402
+    SpotifyError,
+    fetch_spotify_preview,
+    spotify_track_id,
 )
 
 

@@ -17,17 +17,15 @@ import torch
 from datamodules.audio import AudioError, load_audio, window_starts
 from datamodules.features import FEATURE_RANGES
 from datamodules.synthetic import render_clip
-from lightning_module.inference import (
+from lightning_module.inference import Tagger
+from lightning_module.prediction_output import (
     PredictionWriter,
-    SpotifyError,
-    Tagger,
-    fetch_spotify_preview,
     format_timeline,
     plot_timeline,
     prediction_columns,
-    spotify_track_id,
     tag_library,
 )
+from lightning_module.spotify_preview import SpotifyError, fetch_spotify_preview, spotify_track_id
 from tests.conftest import REPO_ROOT, write_tone
 
 TOL = 1e-5  # same model, same windows: only batch composition differs
