@@ -68,15 +68,16 @@ def fetch_spotify_preview(
     options = dict(options or {})
     download = DownloadConfig(**options.pop("download", {}))
     config = spotify.SpotifyConfig(moods={"track": [name]}, download=download, **options)
-    env_file = spotify.read_env_file(config.env_file)
-    if not all(os.environ.get(v) or env_file.get(v) for v in spotify.CREDENTIAL_VARIABLES):
+    try:  # the source's own lookup (environment, then .env), with a message for this command
+        spotify.credentials(config.env_file)
+    except SourceError:
         raise SpotifyError(
             f"{name}: set SPOTIPY_CLIENT_ID and SPOTIPY_CLIENT_SECRET (environment or "
             f"{config.env_file}) to fetch its preview, or pass the audio file instead"
-        )
+        ) from None
     try:
         client = spotify.make_client(config)
-        with spotify._quiet_spotipy():  # spotipy would log each HTTP error; we report it once
+        with spotify.quiet_spotipy():  # spotipy would log each HTTP error; we report it once
             found = client.tracks([track_id], market=config.market).get("tracks") or [None]
     except SourceError as err:
         raise SpotifyError(f"{name}: {str(err).removeprefix('spotify: ')}") from None

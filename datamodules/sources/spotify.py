@@ -147,7 +147,7 @@ def credentials(env_file: str | os.PathLike) -> tuple[str, str]:
 
 
 @contextmanager
-def _quiet_spotipy() -> Iterator[None]:
+def quiet_spotipy() -> Iterator[None]:
     """spotipy logs request headers (credentials, token) at DEBUG and every HTTP error at ERROR;
     we report errors ourselves, once, in plain words."""
     logger = logging.getLogger("spotipy")
@@ -223,7 +223,7 @@ class _Lister:
 
     def run(self) -> Listing:
         client = make_client(self.config)
-        with _quiet_spotipy():
+        with quiet_spotipy():
             try:
                 for mood, sources in self.config.moods.items():
                     singles = []
