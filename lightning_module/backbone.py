@@ -78,6 +78,10 @@ class ResNetBackbone(nn.Module):
             nn.Dropout(dropout), nn.Linear(2 * channels, embed_dim), nn.ReLU(inplace=True)
         )
 
+    def frontend_modules(self) -> list[nn.Module]:
+        """The input BatchNorm and the strided stem (``--model.freeze frontend``)."""
+        return [self.input_norm, self.stem]
+
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         x = self.stages(self.stem(self.input_norm(spec)))
         x = x.mean(dim=2)  # (batch, channels, frames)

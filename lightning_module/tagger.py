@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
@@ -77,6 +77,10 @@ class MusicTagger(pl.LightningModule):
             also sets the frontend to musicnn's input; see ``MUSICNN_FRONTEND``).
         pretrained: weights for the ``musicnn`` backbone, made by ``scripts/convert_musicnn.py``;
             the tag head starts from the teacher's taggram for every tag it shares.
+        freeze: ``none``; ``frontend``: the backbone's front-end (:meth:`frontend_modules`) gets
+            no gradients and keeps its BatchNorm statistics, the usual way to fine-tune a pretrained
+            backbone on little data (and ~3.5x cheaper per musicnn step); ``backbone``: the whole
+            backbone, only the heads learn (a linear probe of the pretrained embedding).
         width, blocks, embed_dim, dropout: backbone size.
         genre_weight, mood_weight, feature_weight, tag_weight: multi-task loss weights.
         label_smoothing: for the classification losses.
@@ -110,6 +114,7 @@ class MusicTagger(pl.LightningModule):
         n_masks: int = 2,
         backbone: str = "resnet",
         pretrained: str | None = None,
+        freeze: Literal["none", "frontend", "backbone"] = "none",
         width: int = 32,
         blocks: list[int] | None = None,
         embed_dim: int = 256,
@@ -154,6 +159,7 @@ class MusicTagger(pl.LightningModule):
                 heads["tags"] if "tags" in heads else None,  # noqa: SIM401 (ModuleDict has no get)
                 self.hparams.tag_names,
             )
+        self._frozen = self._freeze(freeze)
         self.tag_metrics = nn.ModuleDict({split: self._make_tag_metrics() for split in EVAL_SPLITS})
         self.metrics = nn.ModuleDict({split: self._make_metrics() for split in EVAL_SPLITS})
         # Training metrics on the augmented crops; not in ``metrics``: "train" is a Module method.
@@ -164,6 +170,33 @@ class MusicTagger(pl.LightningModule):
                 for split in EVAL_SPLITS
             }
         )
+
+    # -- frozen layers ----------------------------------------------------------------------------
+    def _freeze(self, freeze: str) -> list[nn.Module]:
+        """Stop gradients into the modules ``freeze`` names; return them (see :meth:`train`)."""
+        backbone = self.net.backbone
+        if freeze == "none":
+            return []
+        if freeze == "backbone":
+            modules = [backbone]
+        elif freeze == "frontend":
+            modules = list(backbone.frontend_modules())
+        else:
+            raise ValueError(f"--model.freeze must be none, frontend or backbone, not {freeze!r}")
+        for module in modules:
+            module.requires_grad_(False)
+            # Lightning never calls train() itself; it restores each module's own mode after
+            # validation, so eval mode set here lasts for the whole fit.
+            module.eval()
+        return modules
+
+    def train(self, mode: bool = True) -> MusicTagger:
+        """Frozen modules stay in eval mode: their BatchNorm keeps the pretrained statistics
+        (updating them from a few hundred clips would undo what freezing keeps)."""
+        super().train(mode)
+        for module in getattr(self, "_frozen", []):
+            module.eval()
+        return self
 
     # -- metrics ----------------------------------------------------------------------------------
     def _loss_names(self) -> list[str]:

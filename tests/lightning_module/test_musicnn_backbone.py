@@ -72,6 +72,42 @@ def test_pretrained_loads_backbone_and_shared_tag_rows(weights: Path) -> None:
     assert not torch.equal(head.weight[1], saved["state_dict"]["tag_head.weight"][0])
 
 
+@pytest.mark.parametrize("backbone", ["musicnn", "resnet"])
+def test_frozen_frontend_keeps_weights_and_batchnorm_statistics(backbone: str) -> None:
+    torch.manual_seed(0)
+    model = MusicTagger(genre_names=["a", "b"], backbone=backbone, freeze="frontend")
+    frontend = torch.nn.ModuleList(model.net.backbone.frontend_modules())
+    assert all(not p.requires_grad for p in frontend.parameters())
+    frontend_tensors = {id(t) for t in frontend.state_dict(keep_vars=True).values()}
+    frontend_keys = {
+        k
+        for k, t in model.net.backbone.state_dict(keep_vars=True).items()
+        if id(t) in frontend_tensors
+    }
+    before = {k: v.clone() for k, v in model.net.backbone.state_dict().items()}
+    assert not any(m.training for f in frontend for m in f.modules())
+    model.train()
+    assert not any(m.training for f in frontend for m in f.modules())
+    assert model.net.heads.training
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    out = model(torch.randn(4, 24000))
+    torch.nn.functional.cross_entropy(out["genre"], torch.tensor([0, 1, 0, 1])).backward()
+    optimizer.step()
+    after = model.net.backbone.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.endswith("running_mean") for k in frontend_keys)
+    assert not changed & frontend_keys  # weights and BatchNorm running statistics kept
+    assert changed - frontend_keys  # the rest learns
+
+
+def test_frozen_backbone_trains_only_the_heads() -> None:
+    model = MusicTagger(mood_names=["a", "b"], backbone="musicnn", freeze="backbone")
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("net.heads.") for n in trainable)
+    with pytest.raises(ValueError, match="--model.freeze must be"):
+        MusicTagger(freeze="everything")
+
+
 def test_pretrained_errors_name_the_problem(weights: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="missing.pt: pretrained weights not found"):
         MusicTagger(backbone="musicnn", pretrained=str(tmp_path / "missing.pt"))
@@ -92,6 +128,7 @@ def test_fine_tune_from_pretrained_through_the_cli(
         manifest,
         "--model.backbone=musicnn",
         f"--model.pretrained={weights}",
+        "--model.freeze=frontend",
         "--trainer.max_epochs=1",
         "--trainer.limit_train_batches=1",
         "--trainer.limit_val_batches=1",
@@ -100,6 +137,14 @@ def test_fine_tune_from_pretrained_through_the_cli(
     assert cli.trainer.global_step == 1
     assert cli.model.hparams.n_mels == 96 and cli.model.hparams.compression == "log1p"
     assert torch.isfinite(cli.trainer.callback_metrics["val/tag_loss"])
+    # Through the Trainer (which never calls train()), the frozen front-end keeps its pretrained
+    # weights and BatchNorm statistics; the mid-end learned.
+    pretrained = torch.load(weights, weights_only=True)["state_dict"]
+    trained = cli.model.net.backbone.state_dict()
+    for key, value in pretrained.items():
+        same = torch.equal(trained[key], value)
+        assert same if key.startswith(("input_norm.", "timbral.", "temporal.")) else True, key
+    assert not torch.equal(trained["midend.0.conv.weight"], pretrained["midend.0.conv.weight"])
     # The checkpoint alone rebuilds the musicnn student, frontend included, for inference.
     tagger = Tagger.from_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert tagger.net.frontend.compression == "log1p"
