@@ -83,6 +83,8 @@ class BenchmarkConfig:
         cold_runs: fresh ``predict_clip.py`` processes timed for the cold start.
         device: ``cpu`` or ``cuda`` (``None``: CUDA when available).
         seed: seed of the synthetic data, crops and model.
+        checkpoints: trained checkpoints (e.g. the real-music students) whose inference is measured
+            too, on the same clip and the same way as the default model's.
     """
 
     work_dir: Path = Path("data/bench")
@@ -104,6 +106,7 @@ class BenchmarkConfig:
     cold_runs: int = 3
     device: str | None = None
     seed: int = 0
+    checkpoints: tuple[Path, ...] = ()
 
     def resolved(self) -> BenchmarkConfig:
         """A copy with every ``None`` replaced by the choice for the device."""
@@ -112,6 +115,7 @@ class BenchmarkConfig:
         values = asdict(self)
         values.update(
             work_dir=Path(self.work_dir),
+            checkpoints=tuple(Path(p) for p in self.checkpoints),
             device=device,
             batch_sizes=tuple(self.batch_sizes or ((256, 1024) if cuda else (8, 32))),
             precision=self.precision or ("bf16-mixed" if cuda else "32-true"),
@@ -132,6 +136,8 @@ class BenchmarkResult:
     loader: dict[str, Any] = field(default_factory=dict)
     train: list[dict[str, Any]] = field(default_factory=list)
     inference: dict[str, Any] = field(default_factory=dict)
+    #: ``inference`` of each of ``BenchmarkConfig.checkpoints``, with its path.
+    inference_checkpoints: list[dict[str, Any]] = field(default_factory=list)
     wall_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -433,6 +439,9 @@ def measure_inference(checkpoint: Path, clip: Path, cfg: BenchmarkConfig) -> dic
         cold_cpu.append(cpu)
         import_s.append(_timed_run([sys.executable, "-c", "import lightning_module.inference"])[0])
     return {
+        "backbone": tagger.hparams.get("backbone", "resnet"),
+        "parameters": sum(p.numel() for p in tagger.net.parameters()),
+        "window_seconds": tagger.window / tagger.sample_rate,
         "clip_seconds": seconds,
         "windows": len(tagger.window_outputs(wave)[0]),
         "forward_seconds": forward_s,
@@ -460,7 +469,7 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> BenchmarkResul
     cfg.work_dir.mkdir(parents=True, exist_ok=True)
     result = BenchmarkResult(
         machine=machine_info(cfg.device),
-        config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        config=json.loads(json.dumps(asdict(cfg), default=str)),  # paths as strings
     )
     say(f"synthetic data in {cfg.work_dir} ...", flush=True)
     manifest = ensure_synthetic(
@@ -511,11 +520,46 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> BenchmarkResul
     measure_training(manifest, infer_cfg, cfg.batch_sizes[0], save_to=checkpoint)
     clip = write_long_clip(cfg.work_dir / f"clip{cfg.infer_seconds:g}s.mp3", cfg.infer_seconds)
     result.inference = measure_inference(checkpoint, clip, cfg)
+    for path in cfg.checkpoints:
+        say(f"inference: {path} ...", flush=True)
+        result.inference_checkpoints.append(
+            {"checkpoint": str(path), **measure_inference(path, clip, cfg)}
+        )
     result.machine["load_average_end"] = (
         list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     )
     result.wall_seconds = time.perf_counter() - started
     return result
+
+
+def _inference_rows(inf: dict[str, Any], name: str = "") -> list[tuple[str, str, str]]:
+    """Table rows of one :func:`measure_inference` result; ``name`` labels a user's checkpoint."""
+    model = (
+        f"{name}: {inf['backbone']}, {inf['parameters'] / 1e6:.2f} M, "
+        f"{inf['window_seconds']:g} s windows; "
+        if name
+        else ""
+    )
+    return [
+        (
+            "infer",
+            f"{model}RTF forward only ({inf['clip_seconds']:.0f} s clip, {inf['windows']} windows)",
+            f"{inf['rtf_forward']:.4f} ({inf['forward_seconds']:.3f} s,"
+            f" CPU {inf['forward_cpu_seconds']:.3f} s)",
+        ),
+        (
+            "infer",
+            f"{model}RTF predict_clip warm (mp3 decode + forward)",
+            f"{inf['rtf_predict_clip']:.4f} ({inf['predict_clip_seconds']:.3f} s,"
+            f" CPU {inf['predict_clip_cpu_seconds']:.3f} s)",
+        ),
+        (
+            "infer",
+            f"{model}predict_clip.py cold start (fresh process)",
+            f"{inf['cold_start_seconds']:.2f} s (CPU {inf['cold_start_cpu_seconds']:.2f} s;"
+            f" import alone {inf['import_seconds']:.2f} s)",
+        ),
+    ]
 
 
 def format_table(result: BenchmarkResult) -> str:
@@ -562,26 +606,9 @@ def format_table(result: BenchmarkResult) -> str:
                 f"{t['clips_per_s']:,.1f} clips/s, compute {t['compute_share']:.0%}, peak {memory}",
             )
         )
-    rows += [
-        (
-            "infer",
-            f"RTF forward only ({inf['clip_seconds']:.0f} s clip, {inf['windows']} windows)",
-            f"{inf['rtf_forward']:.4f} ({inf['forward_seconds']:.3f} s,"
-            f" CPU {inf['forward_cpu_seconds']:.3f} s)",
-        ),
-        (
-            "infer",
-            "RTF predict_clip warm (mp3 decode + forward)",
-            f"{inf['rtf_predict_clip']:.4f} ({inf['predict_clip_seconds']:.3f} s,"
-            f" CPU {inf['predict_clip_cpu_seconds']:.3f} s)",
-        ),
-        (
-            "infer",
-            "predict_clip.py cold start (fresh process)",
-            f"{inf['cold_start_seconds']:.2f} s (CPU {inf['cold_start_cpu_seconds']:.2f} s;"
-            f" import alone {inf['import_seconds']:.2f} s)",
-        ),
-    ]
+    rows += _inference_rows(inf)
+    for extra in result.inference_checkpoints:
+        rows += _inference_rows(extra, Path(extra["checkpoint"]).parent.name or extra["checkpoint"])
     width = max(len(r[1]) for r in rows)
     load = m.get("load_average_start")
     lines = [

@@ -2,6 +2,7 @@
 
 python scripts/benchmark.py                       # CPU or CUDA, whichever is here (< 5 min on CPU)
 python scripts/benchmark.py --batch-sizes 512 2048 --out reports/bench-h100.json
+python scripts/benchmark.py --checkpoint checkpoints/real/last.ckpt   # + inference of your models
 """
 
 from __future__ import annotations
@@ -73,6 +74,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--infer-seconds", type=float, default=defaults.infer_seconds)
     parser.add_argument("--repeats", type=int, default=defaults.repeats)
     parser.add_argument("--cold-runs", type=int, default=defaults.cold_runs)
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        action="append",
+        default=[],
+        help="also measure inference of this trained checkpoint (repeatable)",
+    )
     return parser.parse_args(argv)  # fmt: skip
 
 
@@ -96,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         infer_seconds=args.infer_seconds,
         repeats=args.repeats,
         cold_runs=args.cold_runs,
+        checkpoints=tuple(args.checkpoint),
     )
     with quiet_lightning():
         result = run_benchmark(config)

@@ -36,12 +36,15 @@ def _tiny_args(work_dir: Path, out: Path, device: str) -> list[str]:
 
 
 def test_benchmark_runs_end_to_end_and_writes_sane_json(
-    tmp_path: Path, capsys: pytest.CaptureFixture
+    tmp_path: Path, capsys: pytest.CaptureFixture, trained_checkpoint: Path
 ) -> None:
     out = tmp_path / "result.json"
-    assert main(_tiny_args(tmp_path / "bench", out, "cpu")) == 0
+    args = [*_tiny_args(tmp_path / "bench", out, "cpu"), f"--checkpoint={trained_checkpoint}"]
+    assert main(args) == 0
     printed = capsys.readouterr().out
     assert "ratio cached / naive" in printed and "cold start" in printed
+    # A user's checkpoint gets its own rows, labelled with its folder and its model.
+    assert f"{trained_checkpoint.parent.name}: resnet" in printed
 
     result = json.loads(out.read_text())
     assert {"machine", "config", "loader", "train", "inference"} <= set(result)
@@ -77,6 +80,11 @@ def test_benchmark_runs_end_to_end_and_writes_sane_json(
     # a fresh process pays at least for importing torch: CPU time of the child was counted
     assert inference["cold_start_cpu_seconds"] > 0.2
     assert inference["predict_clip_cpu_seconds"] > 0 and inference["forward_cpu_seconds"] > 0
+
+    (extra,) = result["inference_checkpoints"]
+    assert extra["checkpoint"] == str(trained_checkpoint) and extra["backbone"] == "resnet"
+    assert extra["windows"] >= 2 and extra["cold_start_seconds"] > 0 and extra["parameters"] > 0
+    assert inference["backbone"] == "resnet" and inference["window_seconds"] == 3.0
 
     hp = load_checkpoint(tmp_path / "bench" / "bench.ckpt")["hyper_parameters"]
     assert hp["crop_seconds"] == 3.0 and len(hp["genre_names"]) == 6  # the default recipe's model
