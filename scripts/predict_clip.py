@@ -55,6 +55,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--top", type=int, default=3, help="how many genres/moods/tags to show")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
+    parser.add_argument(
+        "--overlap",
+        type=float,
+        default=0.5,
+        help="fraction of a window shared with the next (0: half the windows, half the compute)",
+    )
     parser.add_argument("--offset", type=float, default=0.0, help="start at this second")
     parser.add_argument("--duration", type=float, help="tag this many seconds (default: to end)")
     parser.add_argument(
@@ -69,6 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     folder = Path(args.audio).is_dir()
+    if not 0.0 <= args.overlap < 1.0:
+        parser.error(f"--overlap must be in [0, 1), not {args.overlap}")
     if args.plot and not args.timeline:
         parser.error("--plot needs --timeline")
     if folder and args.timeline:
@@ -85,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             args.onnx or args.checkpoint or find_checkpoint(),
             device=args.device,
             batch_size=args.batch_size,
+            overlap=args.overlap,
         )
         if Path(args.audio).is_dir():
             return _folder(tagger, args)

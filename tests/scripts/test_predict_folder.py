@@ -76,11 +76,19 @@ def test_timeline_table_json_and_plot(
     assert main([*args, "--json", "--offset", "0.5", "--duration", "3"]) == 0
     windows = json.loads(capsys.readouterr().out)
     assert [w["start"] for w in windows] == [0.5, 1.5]
+    # Windows that do not overlap: one every window length (2 s) instead of every 1 s.
+    assert main([*args, "--json", "--overlap", "0"]) == 0
+    assert [w["start"] for w in json.loads(capsys.readouterr().out)][:2] == [0.0, 2.0]
 
 
 @pytest.mark.parametrize(
     "args",
-    [["one.wav", "--plot", "x.png"], [".", "--timeline"], ["one.wav", "--out", "x.csv"]],
+    [
+        ["one.wav", "--plot", "x.png"],
+        [".", "--timeline"],
+        ["one.wav", "--out", "x.csv"],
+        ["one.wav", "--overlap", "1"],
+    ],
 )
 def test_contradictory_options_are_refused(folder: Path, args: list[str], capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
