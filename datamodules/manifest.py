@@ -17,13 +17,13 @@ Columns
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
-from datamodules.features import FEATURE_RANGES, FEATURE_UNITS, FEATURES  # noqa: F401 (re-exported)
+from datamodules.io import atomic_path
+from datamodules.schema import FEATURE_RANGES, FEATURE_UNITS, FEATURES  # noqa: F401 (re-exported)
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 REQUIRED_COLUMNS: tuple[str, ...] = ("track_id", "audio_path", "split")
@@ -157,13 +157,11 @@ def write_manifest(df: pd.DataFrame, path: str | os.PathLike) -> Path:
             return audio
 
     df["audio_path"] = [relative(a) for a in df["audio_path"]]
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
+    with atomic_path(path) as tmp:
         if path.suffix == ".parquet":
-            tmp.close()
-            df.to_parquet(tmp.name, index=False)
+            df.to_parquet(tmp, index=False)
         else:
             df.to_csv(tmp, index=False)
-    os.replace(tmp.name, path)
     return path
 
 

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from datamodules.io import atomic_path
 from datamodules.manifest import FEATURES, write_manifest
 
 log = logging.getLogger(__name__)
@@ -386,15 +387,14 @@ def _render_job(job: tuple[str, str, int, Path, float, int]) -> dict[str, float]
     samples, features = render_clip(genre, mood, duration, sample_rate, rng)
     if not path.exists():
         ext = path.suffix[1:]
-        tmp = path.with_name(f".{path.stem}.tmp.{ext}")
-        sf.write(
-            tmp,
-            samples,
-            sample_rate,
-            format=ext.upper(),
-            subtype="MPEG_LAYER_III" if ext == "mp3" else "PCM_16",
-        )
-        os.replace(tmp, path)
+        with atomic_path(path, fsync=False) as tmp:  # regenerated if lost: no fsync needed
+            sf.write(
+                tmp,
+                samples,
+                sample_rate,
+                format=ext.upper(),
+                subtype="MPEG_LAYER_III" if ext == "mp3" else "PCM_16",
+            )
     return features
 
 

@@ -44,12 +44,13 @@ import yaml
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.audio import fix_length, load_audio
-from datamodules.datamodule import MusicDataModule, label_preserving_augment
+from datamodules.io import write_json_atomic
+from datamodules.loading.datamodule import MusicDataModule, label_preserving_augment
 from datamodules.manifest import read_manifest
 from datamodules.synthetic import ensure_synthetic, render_clip
-from lightning_module.frontend import LogMel
-from lightning_module.inference import Tagger
-from lightning_module.tagger import MusicTagger
+from lightning_module.inference.tagger import Tagger
+from lightning_module.model.frontend import LogMel
+from lightning_module.training.module import MusicTagger
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "train.yaml"
@@ -437,7 +438,9 @@ def measure_inference(checkpoint: Path, clip: Path, cfg: BenchmarkConfig) -> dic
             raise RuntimeError(f"{PREDICT_SCRIPT.name} failed ({done.returncode}): {last}")
         cold.append(wall)
         cold_cpu.append(cpu)
-        import_s.append(_timed_run([sys.executable, "-c", "import lightning_module.inference"])[0])
+        import_s.append(
+            _timed_run([sys.executable, "-c", "import lightning_module.inference.tagger"])[0]
+        )
     return {
         "backbone": tagger.hparams.get("backbone", "resnet"),
         "parameters": sum(p.numel() for p in tagger.net.parameters()),
@@ -621,11 +624,7 @@ def format_table(result: BenchmarkResult) -> str:
 
 
 def write_json(result: BenchmarkResult, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result.to_dict(), indent=2))
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, result.to_dict())
 
 
 @contextlib.contextmanager

@@ -18,7 +18,11 @@ from pathlib import Path
 
 import yaml
 
-from datamodules.sources import build_source, source_names
+from datamodules.sources.registry import SOURCES, build_source, source_names
+from lightning_module.teacher.sources import TEACHER_SOURCES
+
+#: Data sources and teachers: every name ``build_dataset.py`` accepts.
+REGISTRY = {**SOURCES, **TEACHER_SOURCES}
 
 
 def load_config(source: str, config: str | None, overrides: list[str]) -> tuple[str, dict]:
@@ -51,7 +55,9 @@ def load_config(source: str, config: str | None, overrides: list[str]) -> tuple[
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("source", help=f"one of {', '.join(source_names())}, or a YAML config")
+    parser.add_argument(
+        "source", help=f"one of {', '.join(source_names(REGISTRY))}, or a YAML config"
+    )
     parser.add_argument("--out", required=True, help="output folder (manifest.csv, audio/, ...)")
     parser.add_argument("--config", help="YAML config of the source (configs/sources/*.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -67,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.manifest:
         config["manifest"] = args.manifest
     try:
-        summary = build_source(source, config, args.out)
+        summary = build_source(source, config, args.out, REGISTRY)
     except (KeyError, ValueError, OSError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {message}", file=sys.stderr)

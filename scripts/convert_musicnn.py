@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lightning_module.musicnn_teacher import MODELS, TeacherUnavailableError, save_converted
+from lightning_module.teacher.musicnn import MODELS, TeacherUnavailableError, save_converted
 
 
 def main(argv: list[str] | None = None) -> int:

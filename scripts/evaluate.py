@@ -17,8 +17,8 @@ import sys
 
 from datamodules.audio import AudioError
 from datamodules.manifest import ManifestError
-from lightning_module.evaluation import Evaluator, write_report
-from lightning_module.inference import CheckpointError
+from lightning_module.evaluation.evaluator import Evaluator, write_report
+from lightning_module.inference.tagger import CheckpointError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lightning_module.export import export_onnx
-from lightning_module.inference import CheckpointError, find_checkpoint, load_network
+from lightning_module.inference.export import export_onnx
+from lightning_module.inference.tagger import CheckpointError, find_checkpoint, load_network
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from datamodules.manifest import ManifestError, write_manifest
-from datamodules.mixing import MixSpec, SourceSpec, mix
+from datamodules.sources.mixing import MixSpec, SourceSpec, mix
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

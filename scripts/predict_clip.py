@@ -23,18 +23,17 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from datamodules.audio import AudioError  # noqa: E402
-from lightning_module.inference import ModelError, Tagger, find_checkpoint  # noqa: E402
-from lightning_module.prediction_output import (  # noqa: E402
-    format_prediction,
-    format_timeline,
-    plot_timeline,
-    tag_library,
-)
-from lightning_module.spotify_preview import (  # noqa: E402
+from datamodules.sources.spotify_preview import (  # noqa: E402
     SpotifyError,
     fetch_spotify_preview,
     spotify_track_id,
 )
+from lightning_module.inference.output import (  # noqa: E402
+    format_prediction,
+    format_timeline,
+    tag_library,
+)
+from lightning_module.inference.tagger import ModelError, Tagger, find_checkpoint  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -104,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.timeline:
                 windows = tagger.timeline(audio, args.offset, args.duration)
                 if args.plot:
+                    from lightning_module.plots import plot_timeline  # loads matplotlib
+
                     print(f"plot: {plot_timeline(windows, args.plot)}", file=sys.stderr)
                 print(
                     json.dumps([w.to_dict(args.top) for w in windows], indent=2)

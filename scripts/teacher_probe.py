@@ -20,8 +20,13 @@ import torch
 
 from datamodules.audio import load_audio
 from datamodules.manifest import ManifestError, read_manifest
-from lightning_module.backbones.musicnn import MUSICNN_FRONTEND
-from lightning_module.teacher_probe import TeacherDescriptor, describe, format_results, probe
+from lightning_module.evaluation.teacher_probe import (
+    TeacherDescriptor,
+    describe,
+    format_results,
+    probe,
+)
+from lightning_module.model.backbones.musicnn import MUSICNN_FRONTEND
 
 
 def main(argv: list[str] | None = None) -> int:

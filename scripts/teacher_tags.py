@@ -13,8 +13,8 @@ import argparse
 import sys
 
 from datamodules.audio import AudioError, load_audio
-from lightning_module.backbones.musicnn import MUSICNN_FRONTEND
-from lightning_module.musicnn_teacher import MODELS, TeacherUnavailableError, load_teacher
+from lightning_module.model.backbones.musicnn import MUSICNN_FRONTEND
+from lightning_module.teacher.musicnn import MODELS, TeacherUnavailableError, load_teacher
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,8 +10,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from datamodules.audio import AudioError  # noqa: E402
 from datamodules.manifest import ManifestError  # noqa: E402
-from lightning_module.cli import main  # noqa: E402
-from lightning_module.inference import CheckpointError  # noqa: E402
+from lightning_module.inference.tagger import CheckpointError  # noqa: E402
+from lightning_module.training.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     try:

@@ -25,7 +25,7 @@ def run_training(workdir: Path, manifest: Path, *extra: str):
 
     The config's relative paths (checkpoints/, logs/, data/) then land in ``workdir``.
     """
-    from lightning_module.cli import main
+    from lightning_module.training.cli import main
 
     workdir.mkdir(parents=True, exist_ok=True)
     previous = os.getcwd()

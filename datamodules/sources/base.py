@@ -19,21 +19,28 @@ source:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import tempfile
-import typing
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
 
 from datamodules.audio import AudioError, audio_info, load_audio
+from datamodules.builds import (  # noqa: F401 (re-exported for the sources)
+    MANIFEST_NAME,
+    SKIPPED_NAME,
+    SUMMARY_NAME,
+    Skip,
+    SourceError,
+    from_mapping,
+    write_skipped,
+    write_summary,
+)
 from datamodules.manifest import (
     FEATURE_RANGES,
     FEATURES,
@@ -42,20 +49,13 @@ from datamodules.manifest import (
     read_manifest,
     write_manifest,
 )
-from datamodules.sources.splits import SplitConfig, SplitError, SplitLists, assign_splits
+from datamodules.sources.splits import SplitConfig, SplitLists, assign_splits
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.csv"
-SKIPPED_NAME = "skipped.csv"
-SUMMARY_NAME = "summary.json"
 AUDIO_DIR = "audio"
 LABEL_COLUMNS: tuple[str, ...] = ("genre", "mood")
 MAX_ROW_MESSAGES = 20  # per-row messages kept in summary.json
-
-
-class SourceError(ValueError):
-    """A source that cannot be built (bad config, unreadable table); one line naming the culprit."""
 
 
 @dataclass
@@ -80,16 +80,6 @@ class Item:
     name: str | None = None
     fetched: bool = False  # set by the downloader when this build downloaded the file
     no_audio: str = "no local file or preview URL"  # skip detail when there is neither
-
-
-@dataclass
-class Skip:
-    """An item left out of the manifest: ``reason`` is a short category, ``detail`` one line."""
-
-    track_id: str
-    reason: str
-    detail: str = ""
-    item: str = ""
 
 
 @dataclass
@@ -132,37 +122,6 @@ class SourceConfig:
     conflicts: str = "majority"
     save_every: int = 50
     progress: bool = True
-
-
-# ---------------------------------------------------------------------------------------------
-# Config parsing: YAML mappings -> dataclasses, with one-line errors naming the key.
-
-
-def from_mapping(cls: type, data: Mapping[str, object] | None, where: str) -> object:
-    """Build dataclass ``cls`` from ``data``; nested dataclass fields are built recursively.
-
-    Raises:
-        SourceError: unknown or missing key, wrong nesting, or a value the dataclass refuses.
-    """
-    data = {} if data is None else data
-    if not isinstance(data, Mapping):
-        raise SourceError(f"{where}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in fields(cls)]
-    unknown = sorted(str(k) for k in data if k not in names)
-    if unknown:
-        raise SourceError(
-            f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(names)})"
-        )
-    kwargs = {}
-    for key, value in data.items():
-        if is_dataclass(hints[key]):
-            value = from_mapping(hints[key], value, f"{where}.{key}")
-        kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except (TypeError, SplitError, SourceError) as err:
-        raise SourceError(f"{where}: {err}") from err
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,23 +310,6 @@ def _previous_bad_audio(skipped: Path) -> dict[str, Skip]:
         }
     except (OSError, KeyError, ValueError, pd.errors.ParserError):
         return {}
-
-
-def _write_skipped(path: Path, skips: list[Skip]) -> None:
-    frame = pd.DataFrame(
-        [(s.track_id, s.reason, s.detail, s.item) for s in skips],
-        columns=["track_id", "reason", "detail", "item"],
-    )
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        frame.to_csv(tmp, index=False)
-    os.replace(tmp.name, path)
-
-
-def _write_json(path: Path, data: object) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        json.dump(data, tmp, indent=2, sort_keys=False)
-        tmp.write("\n")
-    os.replace(tmp.name, path)
 
 
 class _Rows:
@@ -569,13 +511,13 @@ def build_manifest(
 
     df = rows.save()
     if df.empty:
-        _write_skipped(out / SKIPPED_NAME, skips)
+        write_skipped(out / SKIPPED_NAME, skips)
         raise SourceError(f"{name}: no usable track (see {out / SKIPPED_NAME})")
-    _write_skipped(out / SKIPPED_NAME, skips)
+    write_skipped(out / SKIPPED_NAME, skips)
     summary.with_audio = len(df)
     summary.skipped = dict(Counter(s.reason for s in skips))
     summary.splits = {k: int(v) for k, v in df["split"].value_counts().sort_index().items()}
-    _write_json(out / SUMMARY_NAME, {**asdict(summary), "messages": listing.messages})
+    write_summary(out / SUMMARY_NAME, {**asdict(summary), "messages": listing.messages})
     return summary
 
 

@@ -14,9 +14,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -29,6 +27,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from datamodules.audio import AUDIO_EXTENSIONS
+from datamodules.io import atomic_open
 from datamodules.sources.base import Item, Skip
 
 log = logging.getLogger(__name__)
@@ -158,23 +157,17 @@ def download_file(session: requests.Session, url: str, dest: Path, config: Downl
                         "too large", f"{where}: {int(declared) / 1e6:.1f} MB > {config.max_mb} MB"
                     )
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
-                try:
-                    size = 0
-                    with os.fdopen(fd, "wb") as tmp:
-                        for chunk in response.iter_content(chunk_size=64 * 1024):
-                            size += len(chunk)
-                            if size > cap:
-                                raise DownloadError(
-                                    "too large", f"{where}: more than {config.max_mb} MB"
-                                )
-                            tmp.write(chunk)
+                size = 0
+                with atomic_open(dest, "wb") as tmp:  # a failed download leaves no file
+                    for chunk in response.iter_content(chunk_size=64 * 1024):
+                        size += len(chunk)
+                        if size > cap:
+                            raise DownloadError(
+                                "too large", f"{where}: more than {config.max_mb} MB"
+                            )
+                        tmp.write(chunk)
                     if size == 0:
                         raise DownloadError("empty download", f"{where}: 0 bytes")
-                    os.replace(tmp_name, dest)
-                finally:
-                    if os.path.exists(tmp_name):
-                        os.unlink(tmp_name)
                 return dest
         except DownloadError:
             raise

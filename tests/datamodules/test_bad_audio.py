@@ -12,7 +12,7 @@ import pytest
 
 from datamodules.audio import AudioError, load_audio
 from datamodules.manifest import read_manifest, write_manifest
-from lightning_module.inference import MIN_SECONDS
+from lightning_module.inference.tagger import MIN_SECONDS
 from scripts import predict_clip
 from tests.bad_audio import KINDS, BadAudio, make_bad_audio
 from tests.conftest import run_training

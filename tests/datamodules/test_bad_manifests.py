@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from datamodules.datamodule import MusicDataModule
+from datamodules.loading.datamodule import MusicDataModule
 from datamodules.manifest import ManifestError, read_manifest, write_manifest
 
 

@@ -64,6 +64,6 @@ def test_missing_column_is_named(tmp_path: Path) -> None:
 def test_write_is_atomic_and_round_trips_relative_paths(tmp_path: Path) -> None:
     df = read_manifest(_manifest(tmp_path))
     out = write_manifest(df, tmp_path / "copy.csv")
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not list(tmp_path.glob("*.tmp*"))
     assert pd.read_csv(out)["audio_path"].tolist() == ["a.wav", "b.wav"]
     assert read_manifest(out)["audio_path"].tolist() == df["audio_path"].tolist()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from datamodules.manifest import read_manifest
-from lightning_module.inference import load_checkpoint
+from lightning_module.inference.tagger import load_checkpoint
 from scripts.benchmark import main
 
 

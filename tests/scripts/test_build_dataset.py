@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from datamodules.manifest import read_manifest
-from datamodules.sources import get_builder
 from datamodules.sources.base import from_mapping
+from datamodules.sources.registry import get_builder
 from scripts.build_dataset import main
 from tests.conftest import REPO_ROOT, write_tone
 

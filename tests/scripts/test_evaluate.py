@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from datamodules.manifest import read_manifest, write_manifest
-from lightning_module.evaluation import classification_scores, sign_targets
+from lightning_module.evaluation.evaluator import classification_scores, sign_targets
 from scripts import evaluate
 
 

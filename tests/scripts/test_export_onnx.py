@@ -13,9 +13,9 @@ import soundfile as sf
 import torch
 
 from datamodules.synthetic import render_clip
-from lightning_module.export import TOLERANCE
-from lightning_module.inference import Tagger, load_network
-from lightning_module.runners import ONNX_HPARAMS_KEY, OnnxRunner, TorchRunner
+from lightning_module.inference.export import TOLERANCE
+from lightning_module.inference.runners import ONNX_HPARAMS_KEY, OnnxRunner, TorchRunner
+from lightning_module.inference.tagger import Tagger, load_network
 from scripts.export_onnx import main as export_main
 from scripts.predict_clip import main as predict_main
 from tests.conftest import write_tone

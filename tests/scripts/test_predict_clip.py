@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from datamodules.features import FEATURES
+from datamodules.schema import FEATURES
 from datamodules.synthetic import render_clip
 from scripts.predict_clip import main
 from tests.conftest import REPO_ROOT, write_tone

@@ -39,7 +39,7 @@ def _sample_labels(folder: str, column: str, per_label: int, out: Path) -> Path:
 
 
 def test_real_recipe_runs_a_few_steps(tmp_path: Path) -> None:
-    from lightning_module.cli import main as train
+    from lightning_module.training.cli import main as train
     from scripts import build_dataset, evaluate, mix_manifests
 
     sources = tmp_path / "sources"

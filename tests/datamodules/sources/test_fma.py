@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from datamodules.manifest import read_manifest
-from datamodules.sources import build_source
 from datamodules.sources.base import SourceError
+from datamodules.sources.registry import build_source
 from tests.conftest import write_tone
 
 # FMA's tracks.csv: two header rows (a subset of its 52 columns, in its order) + the index-name row.

@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 
 from datamodules.manifest import read_manifest
-from datamodules.sources import build_source
 from datamodules.sources.base import SourceError
+from datamodules.sources.registry import build_source
 from tests.conftest import write_tone
 
 

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from datamodules.manifest import read_manifest
-from datamodules.sources import build_source
 from datamodules.sources.base import SourceError
+from datamodules.sources.registry import build_source
 from tests.conftest import SHARED_DATA, write_tone
 
 

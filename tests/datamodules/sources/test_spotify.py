@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from datamodules.manifest import read_manifest
-from datamodules.sources import build_source
 from datamodules.sources.base import SourceError
+from datamodules.sources.registry import build_source
 from tests.conftest import REPO_ROOT, run_training, write_tone
 from tests.datamodules.sources.http_server import (
     LocalServer,
@@ -306,7 +306,7 @@ def test_killed_build_resumes_without_duplicates_to_the_same_manifest(tmp_path, 
     ).read_bytes()
     assert resumed.reused >= len(partial)
     assert downloads <= previews + 1  # nothing complete downloaded twice (one may be in flight)
-    assert not list((out / "audio").glob("*.part"))
+    assert not list((out / "audio").glob("*.tmp*"))
 
 
 def build_source_with_env(name, config, out, env):

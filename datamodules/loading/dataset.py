@@ -1,0 +1,131 @@
+"""Manifest rows + the audio cache → training examples: crops, targets, masks, augmentation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from datamodules.audio import window_starts
+from datamodules.loading.cache import AudioCache
+from datamodules.schema import IGNORE_INDEX, TaskSpec, spread_evenly  # noqa: F401 (TaskSpec re-exported)
+
+
+@dataclass
+class Targets:
+    """Per-row targets as arrays, built once from the manifest."""
+
+    genre: np.ndarray  # (N,) int64, IGNORE_INDEX where missing
+    mood: np.ndarray  # (N,) int64
+    features: np.ndarray  # (N, F) float32, standardised, 0 where missing
+    feature_mask: np.ndarray  # (N, F) bool
+    tags: np.ndarray  # (N, K) float32 in [0, 1], 0 where missing
+    tag_mask: np.ndarray  # (N, K) bool
+
+    @classmethod
+    def from_manifest(cls, df: pd.DataFrame, spec: TaskSpec) -> Targets:
+        def classes(column: str, names: list[str]) -> np.ndarray:
+            lookup = {name: i for i, name in enumerate(names)}
+            values = df[column] if column in df else pd.Series([pd.NA] * len(df))
+            return np.array(
+                [lookup.get(v, IGNORE_INDEX) if not pd.isna(v) else IGNORE_INDEX for v in values],
+                dtype=np.int64,
+            )
+
+        raw = (
+            df[spec.feature_names].to_numpy(dtype=np.float64)
+            if spec.feature_names
+            else np.zeros((len(df), 0))
+        )
+        feature_mask = np.isfinite(raw)
+        standard = (raw - np.asarray(spec.feature_mean)) / np.asarray(spec.feature_std)
+        tags = (
+            df[[f"tag_{t}" for t in spec.tag_names]].to_numpy(np.float64)
+            if spec.tag_names
+            else np.zeros((len(df), 0))
+        )
+        tag_mask = np.isfinite(tags)
+        return cls(
+            genre=classes("genre", spec.genre_names),
+            mood=classes("mood", spec.mood_names),
+            features=np.where(feature_mask, standard, 0.0).astype(np.float32),
+            feature_mask=feature_mask,
+            tags=np.where(tag_mask, tags, 0.0).astype(np.float32),
+            tag_mask=tag_mask,
+        )
+
+    def item(self, row: int) -> dict[str, torch.Tensor]:
+        return {
+            "genre": torch.tensor(self.genre[row]),
+            "mood": torch.tensor(self.mood[row]),
+            "features": torch.from_numpy(self.features[row]),
+            "feature_mask": torch.from_numpy(self.feature_mask[row]),
+            "tags": torch.from_numpy(self.tags[row]),
+            "tag_mask": torch.from_numpy(self.tag_mask[row]),
+        }
+
+
+class CropDataset(Dataset):
+    """Fixed-length crops of cached clips with their targets.
+
+    Training (``random_crops=True``): each of ``crops_per_clip`` items per clip is a fresh random
+    crop, so one epoch sees every clip several times at different positions. Evaluation: fixed
+    windows every ``hop`` samples (at most ``max_windows`` per clip, evenly spread), identical every
+    epoch.
+
+    Items are dicts: ``audio`` (samples,) float32, ``row`` (index into the manifest) and the targets
+    of :class:`Targets`.
+    """
+
+    def __init__(
+        self,
+        track_ids: Sequence[str],
+        targets: Targets,
+        cache: AudioCache,
+        crop_samples: int,
+        random_crops: bool,
+        crops_per_clip: int = 1,
+        hop: int | None = None,
+        max_windows: int = 8,
+        augment: Callable[[np.ndarray, int], np.ndarray] | None = None,
+    ) -> None:
+        self.track_ids = list(track_ids)
+        self.targets = targets
+        self.cache = cache
+        self.crop_samples = crop_samples
+        self.random_crops = random_crops
+        self.augment = augment
+        if random_crops:
+            self.items = [
+                (row, -1) for row in range(len(self.track_ids)) for _ in range(crops_per_clip)
+            ]
+        else:
+            self.items = []
+            for row, track_id in enumerate(self.track_ids):
+                starts = window_starts(cache.length(track_id), crop_samples, hop or crop_samples)
+                starts = [starts[i] for i in spread_evenly(len(starts), max_windows)]
+                self.items.extend((row, s) for s in starts)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        row, start = self.items[index]
+        track_id = self.track_ids[row]
+        if start < 0:
+            slack = max(self.cache.length(track_id) - self.crop_samples, 0)
+            start = int(torch.randint(0, slack + 1, ()))  # torch RNG is seeded per worker
+        audio = self.cache.read(track_id, start, self.crop_samples)
+        if len(audio) < self.crop_samples:
+            audio = np.pad(audio, (0, self.crop_samples - len(audio)))
+        if self.augment is not None:
+            audio = self.augment(audio, self.cache.sample_rate).astype(np.float32, copy=False)
+        return {
+            "audio": torch.from_numpy(np.ascontiguousarray(audio)),
+            "row": torch.tensor(row),
+            **self.targets.item(row),
+        }

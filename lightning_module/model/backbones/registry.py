@@ -1,0 +1,103 @@
+"""Backbones by name: how to build each from a :class:`TaggerSpec`, the hyperparameters it
+dictates, and how it starts from pretrained weights.
+
+Adding a backbone is a module in this folder plus one :class:`Backbone` entry in
+:data:`BACKBONES`; ``--model.backbone NAME`` then selects it and checkpoints rebuild it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from lightning_module.model.backbones.musicnn import (
+    MUSICNN_FRONTEND,
+    MusicnnBackbone,
+    init_from_pretrained,
+)
+from lightning_module.model.backbones.resnet import ResNetBackbone
+from lightning_module.model.spec import TaggerSpec
+
+#: init(backbone, weights_path, tag_head_or_None, tag_names): load pretrained weights in place.
+PretrainedInit = Callable[[nn.Module, str, nn.Module | None, Sequence[str]], None]
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """One registered backbone.
+
+    Attributes:
+        build: the ``nn.Module`` for a spec; it maps (batch, 1, n_mels, frames) log-mel to
+            (batch, embed_dim) and has ``embed_dim`` and ``frontend_modules()``.
+        fixed: hyperparameters the backbone dictates (its pretrained weights only make sense on
+            that input, or its embedding has that size); the CLI writes them into the config, so
+            the saved config and the checkpoint agree.
+        init_pretrained: loads ``--model.pretrained`` weights, or None if it has none.
+    """
+
+    build: Callable[[TaggerSpec], nn.Module]
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    init_pretrained: PretrainedInit | None = None
+
+
+BACKBONES: dict[str, Backbone] = {
+    "resnet": Backbone(
+        build=lambda spec: ResNetBackbone(
+            width=spec.width, blocks=spec.blocks, embed_dim=spec.embed_dim, dropout=spec.dropout
+        )
+    ),
+    "musicnn": Backbone(
+        build=lambda spec: MusicnnBackbone(n_mels=spec.n_mels, dropout=spec.dropout),
+        fixed={**MUSICNN_FRONTEND, "embed_dim": MusicnnBackbone.EMBED_DIM},
+        init_pretrained=init_from_pretrained,
+    ),
+}
+
+
+def get_backbone(name: str) -> Backbone:
+    """The registered backbone ``name``; ValueError (one line, listing the known ones) if none."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r} (known: {', '.join(sorted(BACKBONES))})")
+    return BACKBONES[name]
+
+
+def dictated_changes(name: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """The hyperparameters backbone ``name`` dictates that ``hparams`` has otherwise.
+
+    Raises:
+        ValueError: the sample rate differs: it comes from the data, so the user must set it.
+    """
+    fixed = get_backbone(name).fixed
+    if (
+        "sample_rate" in fixed
+        and hparams.get("sample_rate", fixed["sample_rate"]) != (fixed["sample_rate"])
+    ):
+        raise ValueError(
+            f"the {name} backbone needs sample_rate {fixed['sample_rate']}, "
+            f"not {hparams.get('sample_rate')} (set --data.sample_rate)"
+        )
+    return {k: v for k, v in fixed.items() if hparams.get(k) != v}
+
+
+def freeze_modules(backbone: nn.Module, freeze: str) -> list[nn.Module]:
+    """Stop gradients into the part of ``backbone`` that ``freeze`` names and put it in eval mode
+    (its BatchNorm keeps the pretrained statistics); return those modules.
+
+    ``none``; ``frontend``: ``backbone.frontend_modules()`` (fine-tuning on little data);
+    ``backbone``: all of it (a linear probe of the embedding). Lightning never calls ``train()``
+    itself and restores each module's own mode after validation, so this lasts for the whole fit.
+    """
+    modules = {
+        "none": [],
+        "backbone": [backbone],
+        "frontend": list(backbone.frontend_modules()),
+    }.get(freeze)
+    if modules is None:
+        raise ValueError(f"--model.freeze must be none, frontend or backbone, not {freeze!r}")
+    for module in modules:
+        module.requires_grad_(False)
+        module.eval()
+    return modules

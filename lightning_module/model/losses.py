@@ -1,0 +1,96 @@
+"""Masked multi-task losses. Every loss takes logits (or z-scores) and ignores missing targets,
+so rows labelled for one head only (GTZAN: genre; 4Q: mood; a table: features) mix in a batch."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from datamodules.schema import IGNORE_INDEX
+
+#: Loss names :class:`MultiTaskLoss` returns, the weighted total first.
+LOSS_NAMES: tuple[str, ...] = ("loss", "genre_loss", "mood_loss", "feature_loss", "tag_loss")
+
+
+def masked_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Mean cross-entropy over rows whose target is not ``IGNORE_INDEX``; 0 (with grad) if none.
+
+    Shapes: logits (batch, classes), target (batch,) int64.
+    """
+    valid = target != IGNORE_INDEX
+    if not valid.any():
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[valid].float(), target[valid], label_smoothing=label_smoothing)
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the entries where ``mask`` is true; 0 (with grad) if none.
+
+    Shapes: all (batch, n); ``mask`` bool.
+    """
+    mask = mask.to(pred.dtype)
+    return ((pred.float() - target) ** 2 * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def masked_soft_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy against soft targets in [0, 1], over entries where ``mask`` is true.
+
+    Shapes: all (batch, n); ``mask`` bool.
+    """
+    mask = mask.to(torch.float32)
+    loss = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")
+    return (loss * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+class MultiTaskLoss(nn.Module):
+    """The weighted sum of every head's masked loss; a head the model lacks contributes 0.
+
+    ``forward(out, batch)`` takes the network's outputs (``genre``/``mood`` logits, ``features``
+    z-scores, ``tags`` logits, ``embedding``) and a batch from the data module (``genre``,
+    ``mood``, ``features`` + ``feature_mask``, ``tags`` + ``tag_mask``) and returns every name of
+    :data:`LOSS_NAMES`, each a scalar tensor.
+    """
+
+    def __init__(
+        self,
+        genre_weight: float = 1.0,
+        mood_weight: float = 1.0,
+        feature_weight: float = 1.0,
+        tag_weight: float = 1.0,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.weights = {
+            "genre_loss": genre_weight,
+            "mood_loss": mood_weight,
+            "feature_loss": feature_weight,
+            "tag_loss": tag_weight,
+        }
+        self.label_smoothing = label_smoothing
+
+    def forward(
+        self, out: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        zero = out["embedding"].sum() * 0.0
+        smoothing = self.label_smoothing
+        losses = {
+            "genre_loss": masked_cross_entropy(out["genre"], batch["genre"], smoothing)
+            if "genre" in out
+            else zero,
+            "mood_loss": masked_cross_entropy(out["mood"], batch["mood"], smoothing)
+            if "mood" in out
+            else zero,
+            "feature_loss": masked_mse(out["features"], batch["features"], batch["feature_mask"])
+            if "features" in out
+            else zero,
+            "tag_loss": masked_soft_bce(out["tags"], batch["tags"], batch["tag_mask"])
+            if "tags" in out
+            else zero,
+        }
+        total = sum(self.weights[k] * v for k, v in losses.items())
+        return {"loss": total, **losses}

@@ -1,0 +1,73 @@
+"""The whole model as one pure ``nn.Module``: waveform → log-mel → backbone → heads.
+
+``MusicTagger`` trains it; ``inference`` and ONNX export rebuild it from a checkpoint's saved
+hyperparameters (a :class:`TaggerSpec`) with :func:`build_network`, without importing Lightning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from lightning_module.model.backbones.registry import get_backbone
+from lightning_module.model.frontend import LogMel, SpecAugment
+from lightning_module.model.heads import MultiTaskHeads
+from lightning_module.model.spec import TaggerSpec
+
+
+class TaggerNet(nn.Module):
+    """Waveform in, every head out.
+
+    Shapes: (batch, samples) float at ``sample_rate`` → dict of (batch, n) tensors (see
+    :class:`MultiTaskHeads`) plus ``"embedding"`` (batch, embed_dim).
+
+    ``channels_last`` stores the backbone's 4-D weights and the spectrogram in NHWC order, the
+    layout tensor cores and oneDNN convolve fastest; it changes no value and no state-dict key.
+    """
+
+    def __init__(
+        self,
+        frontend: LogMel,
+        spec_augment: SpecAugment,
+        backbone: nn.Module,
+        heads: MultiTaskHeads,
+        channels_last: bool = False,
+    ):
+        super().__init__()
+        self.frontend = frontend
+        self.spec_augment = spec_augment
+        self.backbone = backbone
+        self.heads = heads
+        self.channels_last = channels_last
+        if channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+
+    def forward(self, wave: torch.Tensor) -> dict[str, torch.Tensor]:
+        spec = self.spec_augment(self.frontend(wave))
+        if self.channels_last:
+            spec = spec.contiguous(memory_format=torch.channels_last)
+        embedding = self.backbone(spec)
+        return {**self.heads(embedding), "embedding": embedding}
+
+
+def build_network(spec: TaggerSpec | Mapping[str, Any]) -> TaggerNet:
+    """Build a :class:`TaggerNet` from a spec (or a checkpoint's saved hyperparameters)."""
+    if not isinstance(spec, TaggerSpec):
+        spec = TaggerSpec.from_hparams(spec)
+    backbone = get_backbone(spec.backbone).build(spec)
+    return TaggerNet(
+        frontend=LogMel(**spec.frontend_kwargs()),
+        spec_augment=SpecAugment(spec.freq_mask, spec.time_mask, spec.n_masks),
+        backbone=backbone,
+        heads=MultiTaskHeads(
+            backbone.embed_dim,
+            n_genres=len(spec.genre_names),
+            n_moods=len(spec.mood_names),
+            n_features=len(spec.feature_names),
+            n_tags=len(spec.tag_names),
+        ),
+        channels_last=spec.channels_last,
+    )

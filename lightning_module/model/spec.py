@@ -1,0 +1,151 @@
+"""``TaggerSpec``: everything needed to rebuild and run a trained model, typed and versioned.
+
+``MusicTagger`` saves plain hyperparameters in its checkpoint (Lightning's ``hyper_parameters``);
+every consumer (network building, the inference ``Tagger``, ONNX export, callbacks, evaluation,
+output formats) reads them through :meth:`TaggerSpec.from_hparams`, never by string keys. Older
+checkpoints are brought up to date in one place, :func:`upgrade`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+#: Version of the hyperparameter layout written by this code. History:
+#: 1: no ``format_version`` key; ``mel_norm``/``mel_scale``/``tag_names``/``channels_last`` may be
+#:    missing (written before they existed).
+#: 2: ``format_version`` recorded; every field of :class:`TaggerSpec` present.
+FORMAT_VERSION = 2
+
+#: Defaults of fields that version-1 checkpoints may lack: what the code did before they existed.
+_V1_DEFAULTS: dict[str, Any] = {
+    "mel_norm": None,
+    "mel_scale": "htk",
+    "tag_names": [],
+    "channels_last": False,
+    "crop_seconds": 3.0,
+    "backbone": "resnet",
+    "blocks": [1, 1, 1, 1],
+}
+
+
+def upgrade(hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """Hyperparameters of any checkpoint version, in the current layout (the one place that
+    knows older checkpoints).
+
+    Raises:
+        ValueError: a checkpoint newer than this code.
+    """
+    hp = dict(hparams)
+    version = int(hp.get("format_version", 1))
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"checkpoint format {version} is newer than this code understands ({FORMAT_VERSION})"
+        )
+    if version < 2:
+        for key, value in _V1_DEFAULTS.items():
+            if hp.get(key) is None:  # missing, or saved as None/null by that version
+                hp[key] = value
+    hp["format_version"] = FORMAT_VERSION
+    return hp
+
+
+def _tuple(value: Any) -> tuple:
+    return tuple(value or ())
+
+
+@dataclass(frozen=True)
+class TaggerSpec:
+    """What a trained tagger is: its labels, its input and its architecture.
+
+    Task: ``genre_names`` / ``mood_names`` (classes; empty: no head), ``feature_names`` with the
+    train-split ``feature_mean`` / ``feature_std`` (the head predicts z-scores; natural units:
+    tempo in BPM, loudness in dB, the rest 0-1), ``tag_names`` (teacher tags, multi-label).
+    Input: mono audio at ``sample_rate`` Hz, windows of ``crop_seconds``; log-mel with ``n_fft``,
+    ``hop_length`` (samples), ``n_mels`` bands from ``f_min`` to ``f_max`` Hz, ``compression``
+    (``db`` or ``log1p``), torchaudio ``mel_norm`` / ``mel_scale``.
+    """
+
+    genre_names: tuple[str, ...] = ()
+    mood_names: tuple[str, ...] = ()
+    feature_names: tuple[str, ...] = ()
+    feature_mean: tuple[float, ...] = ()
+    feature_std: tuple[float, ...] = ()
+    tag_names: tuple[str, ...] = ()
+    sample_rate: int = 16000
+    crop_seconds: float = 3.0
+    n_fft: int = 512
+    hop_length: int = 256
+    n_mels: int = 96
+    f_min: float = 0.0
+    f_max: float | None = None
+    compression: str = "db"
+    mel_norm: str | None = None
+    mel_scale: str = "htk"
+    freq_mask: int = 12
+    time_mask: int = 24
+    n_masks: int = 2
+    backbone: str = "resnet"
+    width: int = 32
+    blocks: tuple[int, ...] = (1, 1, 1, 1)
+    embed_dim: int = 256
+    dropout: float = 0.2
+    channels_last: bool = False
+    format_version: int = field(default=FORMAT_VERSION)
+
+    @classmethod
+    def from_hparams(cls, hparams: Mapping[str, Any]) -> TaggerSpec:
+        """The spec of a checkpoint's (or ONNX file's) hyperparameters, of any format version."""
+        hp = upgrade(hparams)
+        values = {f.name: hp[f.name] for f in fields(cls) if f.name in hp}
+        for name in (
+            "genre_names",
+            "mood_names",
+            "feature_names",
+            "tag_names",
+            "feature_mean",
+            "feature_std",
+            "blocks",
+        ):
+            if name in values:
+                values[name] = _tuple(values[name])
+        if "feature_names" in values:
+            n = len(values["feature_names"])
+            values.setdefault("feature_mean", (0.0,) * n)
+            values.setdefault("feature_std", (1.0,) * n)
+            values["feature_mean"] = tuple(float(v) for v in values["feature_mean"] or (0.0,) * n)
+            values["feature_std"] = tuple(float(v) for v in values["feature_std"] or (1.0,) * n)
+        return cls(**values)
+
+    def to_hparams(self) -> dict[str, Any]:
+        """Plain values (lists, not tuples) as stored in checkpoints and ONNX metadata."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @property
+    def window_samples(self) -> int:
+        """Samples in one model window (``crop_seconds`` at ``sample_rate``)."""
+        return int(round(self.crop_seconds * self.sample_rate))
+
+    def frontend_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`~lightning_module.model.frontend.LogMel`."""
+        return {
+            "sample_rate": self.sample_rate,
+            "n_fft": self.n_fft,
+            "hop_length": self.hop_length,
+            "n_mels": self.n_mels,
+            "f_min": self.f_min,
+            "f_max": self.f_max,
+            "compression": self.compression,
+            "norm": self.mel_norm,
+            "mel_scale": self.mel_scale,
+        }
+
+    def names(self, task: str) -> tuple[str, ...]:
+        """Label names of ``task`` (``genre``, ``mood``, ``tags``, ``features``)."""
+        return {
+            "genre": self.genre_names,
+            "mood": self.mood_names,
+            "tags": self.tag_names,
+            "features": self.feature_names,
+        }[task]

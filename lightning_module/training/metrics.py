@@ -1,0 +1,155 @@
+"""Metrics of one split (train, val or test), from torchmetrics: genre/mood accuracy and macro-F1,
+per-feature R² and Pearson r, per-tag ROC-AUC against the teacher, and mean losses."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassF1Score,
+    MultilabelAUROC,
+    MultilabelStatScores,
+)
+from torchmetrics.regression import PearsonCorrCoef, R2Score
+
+from datamodules.schema import IGNORE_INDEX
+from lightning_module.model.losses import LOSS_NAMES
+
+#: A teacher probability above this counts as a positive tag for the per-tag ROC-AUC.
+TEACHER_POSITIVE = 0.5
+
+
+class SplitMetrics(nn.Module):
+    """Everything logged for one split; :meth:`update` per batch, :meth:`compute` per epoch.
+
+    Args:
+        genre_names, mood_names: classes (a task with fewer than two classes gets no metric).
+        feature_names: regression targets (R² and r on the standardised values).
+        tag_names: teacher tags (ROC-AUC, binned with 200 thresholds: constant memory).
+        with_losses: keep weighted means of the losses (eval splits; training logs its own).
+    """
+
+    def __init__(
+        self,
+        genre_names: Sequence[str],
+        mood_names: Sequence[str],
+        feature_names: Sequence[str],
+        tag_names: Sequence[str],
+        with_losses: bool = True,
+    ) -> None:
+        super().__init__()
+        self.feature_names = list(feature_names)
+        self.tag_names = list(tag_names)
+        classes: dict[str, nn.Module] = {}
+        for task, names in (("genre", genre_names), ("mood", mood_names)):
+            if len(names) > 1:
+                n = len(names)
+                classes[task] = MetricCollection(
+                    {
+                        "acc": MulticlassAccuracy(n, average="micro", ignore_index=IGNORE_INDEX),
+                        "f1": MulticlassF1Score(n, average="macro", ignore_index=IGNORE_INDEX),
+                    }
+                )
+        self.classes = nn.ModuleDict(classes)
+        self.r2 = nn.ModuleDict({name: R2Score() for name in self.feature_names})
+        self.pearson = nn.ModuleDict({name: PearsonCorrCoef() for name in self.feature_names})
+        n_tags = len(self.tag_names)
+        self.tags = nn.ModuleDict(
+            {
+                "auroc": MultilabelAUROC(
+                    n_tags, average=None, thresholds=200, ignore_index=IGNORE_INDEX
+                ),
+                "stats": MultilabelStatScores(n_tags, average=None, ignore_index=IGNORE_INDEX),
+            }
+            if n_tags
+            else {}
+        )
+        self.losses = nn.ModuleDict({k: MeanMetric() for k in LOSS_NAMES} if with_losses else {})
+
+    @torch.no_grad()
+    def update(
+        self,
+        out: Mapping[str, torch.Tensor],
+        batch: Mapping[str, torch.Tensor],
+        losses: Mapping[str, torch.Tensor] | None = None,
+    ) -> None:
+        """Add one batch: network outputs, the batch's targets and (eval) its losses."""
+        for task, metric in self.classes.items():
+            metric.update(out[task].detach(), batch[task])
+        if "features" in out:
+            mask = batch["feature_mask"]
+            for j, name in enumerate(self.feature_names):
+                rows = mask[:, j]
+                if rows.any():
+                    pred = out["features"][rows, j].detach().float()
+                    target = batch["features"][rows, j]
+                    self.r2[name].update(pred, target)
+                    self.pearson[name].update(pred, target)
+        if self.tags and "tags" in out:
+            # The teacher's soft targets binarised; entries without a teacher value are ignored.
+            target = (batch["tags"] > TEACHER_POSITIVE).long()
+            target = target.masked_fill(~batch["tag_mask"].bool(), IGNORE_INDEX)
+            probs = out["tags"].detach().float().sigmoid()
+            self.tags["auroc"].update(probs, target)
+            self.tags["stats"].update(probs, target)
+        if losses is not None and self.losses:
+            weight = len(batch["audio"])
+            for k, mean in self.losses.items():
+                mean.update(losses[k].detach(), weight=weight)
+
+    def compute(self, split: str) -> dict[str, torch.Tensor]:
+        """Every defined value under ``{split}/...`` names, then reset for the next epoch."""
+        values: dict[str, torch.Tensor] = {}
+        for k, mean in self.losses.items():
+            if mean.update_count:
+                values[f"{split}/{k}"] = mean.compute()
+        for task, metric in self.classes.items():
+            if metric[next(iter(metric.keys(keep_base=True)))].update_count:
+                for k, v in metric.compute().items():
+                    values[f"{split}/{task}_{k}"] = v
+        for prefix, family in (("r2", self.r2), ("r", self.pearson)):
+            for name, metric in family.items():
+                if metric.update_count and _enough_samples(metric):
+                    v = metric.compute()
+                    if torch.isfinite(v):
+                        values[f"{split}/{prefix}/{name}"] = v
+        r2 = [v for k, v in values.items() if k.startswith(f"{split}/r2/")]
+        if r2:
+            values[f"{split}/feature_r2_mean"] = torch.stack(
+                [torch.as_tensor(v) for v in r2]
+            ).mean()
+        values.update(self._tag_auc(split))
+        self.reset()
+        return values
+
+    def _tag_auc(self, split: str) -> dict[str, torch.Tensor]:
+        """Per-tag ROC-AUC against the teacher, and their mean over tags where it is defined."""
+        if not self.tags or not self.tags["auroc"].update_count:
+            return {}
+        auc = self.tags["auroc"].compute()
+        tp, fp, tn, fn, _ = self.tags["stats"].compute().unbind(-1)
+        # A tag the teacher gives to every window, or to none, has no AUC in this split.
+        defined = ((tp + fn) > 0) & ((fp + tn) > 0)
+        values = {
+            f"{split}/tag_auc/{name}": auc[i] for i, name in enumerate(self.tag_names) if defined[i]
+        }
+        if defined.any():
+            values[f"{split}/tag_auc_mean"] = auc[defined].mean()
+        return values
+
+    def reset(self) -> None:
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset") and hasattr(module, "update_count"):
+                module.reset()
+
+
+def _enough_samples(metric: nn.Module) -> bool:
+    """R² and Pearson r need at least two samples; fewer gives NaN and a warning."""
+    n = getattr(metric, "total", None)
+    if n is None:
+        n = getattr(metric, "n_total", None)
+    return n is None or float(torch.as_tensor(n).sum()) >= 2

@@ -1,0 +1,208 @@
+"""``MusicTagger``: trains :class:`TaggerNet` with one masked multi-task loss (a thin system:
+the network, the loss and the metrics live in their own modules)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+
+from datamodules.schema import DEFAULT_CROP_SECONDS
+from lightning_module.model.backbones.registry import (
+    dictated_changes,
+    freeze_modules,
+    get_backbone,
+)
+from lightning_module.model.losses import MultiTaskLoss
+from lightning_module.model.network import build_network
+from lightning_module.model.spec import FORMAT_VERSION, TaggerSpec
+from lightning_module.training.metrics import SplitMetrics
+from lightning_module.training.schedule import warmup_cosine
+
+log = logging.getLogger(__name__)
+
+
+class MusicTagger(pl.LightningModule):
+    """Multi-task tagger: genre and mood classification, audio-feature regression, teacher tags.
+
+    Every argument is a plain value and is saved in the checkpoint, so a checkpoint alone rebuilds
+    the model (read back as a :class:`TaggerSpec`). The task arguments (label names, feature
+    statistics) are filled in from the data module by the CLI.
+
+    Args:
+        genre_names, mood_names: class names of the classification heads (empty: no head).
+        feature_names: regression targets, in natural units; the head predicts z-scores.
+        feature_mean, feature_std: train-split statistics used to standardise the targets.
+        tag_names: teacher tags of the multi-label head (empty: no head).
+        sample_rate, n_fft, hop_length, n_mels, f_min, f_max, compression: log-mel frontend.
+        mel_norm, mel_scale: mel filterbank (torchaudio ``norm`` / ``mel_scale``).
+        crop_seconds: window length the model is trained on; inference windows long audio with it.
+        freq_mask, time_mask, n_masks: SpecAugment (training only).
+        backbone: a name in ``lightning_module.model.backbones.registry``: ``resnet``, or
+            ``musicnn`` (the teacher's architecture, which dictates musicnn's input: the CLI
+            writes those settings into the config; built directly, they are set here and logged).
+        pretrained: weights for a backbone that has them (``musicnn``: made by
+            ``scripts/convert_musicnn.py``); the tag head starts from the teacher's taggram.
+        freeze: ``none``; ``frontend``: the backbone's front-end gets no gradients and keeps its
+            BatchNorm statistics (fine-tuning on little data; ~3.5x cheaper per musicnn step);
+            ``backbone``: the whole backbone, only the heads learn (a linear probe).
+        width, blocks, embed_dim, dropout: backbone size.
+        genre_weight, mood_weight, feature_weight, tag_weight: multi-task loss weights.
+        label_smoothing: for the classification losses.
+        lr, weight_decay, warmup_fraction: AdamW, linear warm-up then cosine decay.
+        channels_last: NHWC backbone weights and spectrograms (same values, same checkpoint keys).
+        compile: ``torch.compile`` the network for training and evaluation (inference runs the
+            plain network).
+    """
+
+    def __init__(
+        self,
+        genre_names: list[str] | None = None,
+        mood_names: list[str] | None = None,
+        feature_names: list[str] | None = None,
+        feature_mean: list[float] | None = None,
+        feature_std: list[float] | None = None,
+        tag_names: list[str] | None = None,
+        sample_rate: int = 16000,
+        crop_seconds: float = DEFAULT_CROP_SECONDS,
+        n_fft: int = 512,
+        hop_length: int = 256,
+        n_mels: int = 96,
+        f_min: float = 0.0,
+        f_max: float | None = None,
+        compression: str = "db",
+        mel_norm: str | None = None,
+        mel_scale: str = "htk",
+        freq_mask: int = 12,
+        time_mask: int = 24,
+        n_masks: int = 2,
+        backbone: str = "resnet",
+        pretrained: str | None = None,
+        freeze: Literal["none", "frontend", "backbone"] = "none",
+        width: int = 32,
+        blocks: list[int] | None = None,
+        embed_dim: int = 256,
+        dropout: float = 0.2,
+        genre_weight: float = 1.0,
+        mood_weight: float = 1.0,
+        feature_weight: float = 1.0,
+        tag_weight: float = 1.0,
+        label_smoothing: float = 0.05,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-4,
+        warmup_fraction: float = 0.1,
+        channels_last: bool = False,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        entry = get_backbone(backbone)
+        if pretrained and entry.init_pretrained is None:
+            raise ValueError(f"--model.pretrained needs --model.backbone musicnn, not {backbone!r}")
+        changed = dictated_changes(backbone, self.hparams)
+        if changed:
+            log.info("%s backbone: %s", backbone, ", ".join(f"{k}={v}" for k, v in changed.items()))
+        # Complete, plain, versioned values: the checkpoint alone rebuilds the model.
+        spec = TaggerSpec.from_hparams({**self.hparams, **changed})
+        self.hparams.update({**changed, **spec.to_hparams(), "format_version": FORMAT_VERSION})
+        self.spec = spec
+        self.net = build_network(spec)
+        # A compiled *function*, not a compiled module: checkpoints keep their plain ``net.*`` keys.
+        self._compiled_net = torch.compile(self.net.forward) if compile else None
+        if pretrained:
+            heads = self.net.heads.heads
+            tag_head = heads["tags"] if "tags" in heads else None  # noqa: SIM401 (ModuleDict)
+            entry.init_pretrained(self.net.backbone, pretrained, tag_head, spec.tag_names)
+        self._frozen = freeze_modules(self.net.backbone, freeze)
+        self.loss = MultiTaskLoss(
+            genre_weight, mood_weight, feature_weight, tag_weight, label_smoothing
+        )
+        names = (spec.genre_names, spec.mood_names, spec.feature_names, spec.tag_names)
+        # Attributes, not a ModuleDict: "train" would shadow nn.Module.train. Train metrics see
+        # augmented crops and keep no loss means (training_step logs the losses itself).
+        self.train_metrics = SplitMetrics(*names, with_losses=False)
+        self.val_metrics = SplitMetrics(*names)
+        self.test_metrics = SplitMetrics(*names)
+
+    def train(self, mode: bool = True) -> MusicTagger:
+        """Frozen modules stay in eval mode: their BatchNorm keeps the pretrained statistics."""
+        super().train(mode)
+        for module in getattr(self, "_frozen", []):
+            module.eval()
+        return self
+
+    def forward(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(batch, samples) → dict of head outputs; see :class:`TaggerNet`."""
+        return (self._compiled_net or self.net)(audio)
+
+    def _step(
+        self, batch: dict[str, torch.Tensor], split: str
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Outputs and losses of one batch; updates the split's metrics."""
+        out = self(batch["audio"])
+        losses = self.loss(out, batch)
+        if not torch.isfinite(losses["loss"]):
+            raise FloatingPointError(
+                f"non-finite {split} loss: "
+                + ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+            )
+        getattr(self, f"{split}_metrics").update(out, batch, None if split == "train" else losses)
+        return out, losses
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        _, losses = self._step(batch, "train")
+        self.log_dict(
+            {f"train/{k}": v.detach() for k, v in losses.items()},
+            on_step=True,
+            on_epoch=True,
+            batch_size=len(batch["audio"]),
+        )
+        return losses["loss"]
+
+    # Eval steps return the outputs: TensorBoardStory draws its scatter plots from them.
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict:
+        return self._step(batch, "val")[0]
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict:
+        return self._step(batch, "test")[0]
+
+    def _log_split(self, split: str) -> None:
+        values = getattr(self, f"{split}_metrics").compute(split)
+        headline = {
+            k: values.pop(k) for k in (f"{split}/genre_acc", f"{split}/mood_acc") if k in values
+        }
+        self.log_dict(headline, sync_dist=True, prog_bar=split != "train")
+        self.log_dict(values, sync_dist=True)
+
+    def on_train_epoch_end(self) -> None:
+        self._log_split("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_split("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_split("test")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        decay, no_decay = [], []
+        for name, param in self.named_parameters():
+            (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": hp.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=hp.lr,
+        )
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total) or total <= 1:
+            return {"optimizer": optimizer}
+        scheduler = warmup_cosine(optimizer, int(total), hp.warmup_fraction)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
