@@ -1,27 +1,44 @@
 """The only place that decodes audio.
 
-soundfile decodes (wav/flac/ogg/mp3 through libsndfile), we downmix to mono, and torchaudio
-resamples. Training (through the cache) and prediction both call :func:`load_audio`, so they see
-identical input.
+Two decoders, chosen by content rather than by name. soundfile (libsndfile: wav, flac, ogg
+Vorbis/Opus, mp3, aiff, au, caf, ...) is the fast path and is tried first; whatever it cannot
+open, or fails to decode, goes to PyAV (the FFmpeg libraries inside its wheel): m4a/AAC, ALAC,
+WMA, Opus/Vorbis in WebM/Matroska, the audio track of MP4/MKV/MOV video, AC-3, WavPack, ... A
+container's first audio stream is used. Either way the channels are averaged to mono and
+torchaudio resamples, so training (through the cache) and prediction, which both call
+:func:`load_audio`, see identical input. :func:`stream_audio` yields the same waveform in blocks,
+in bounded memory, for files too long to decode whole.
 Every failure is an :class:`AudioError` whose message is one line naming the file and the reason.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import itertools
+import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+if TYPE_CHECKING:  # PyAV is imported on first use: most runs only ever meet wav/flac/mp3
+    import av.container
+    import av.stream
+
 #: Files larger than this are refused before decoding (a 1 h 48 kHz stereo float wav is ~1.4 GB).
 MAX_FILE_BYTES = 2 * 1024**3
 #: Anything quieter than this RMS (about -100 dBFS) counts as digital silence.
 SILENCE_RMS = 1e-5
 AUDIO_EXTENSIONS: tuple[str, ...] = (
+    # libsndfile
     ".wav",
     ".flac",
     ".ogg",
@@ -31,7 +48,62 @@ AUDIO_EXTENSIONS: tuple[str, ...] = (
     ".aiff",
     ".aif",
     ".opus",
+    ".caf",
+    ".w64",
+    # PyAV (FFmpeg); ALAC lives in .m4a (or .caf)
+    ".m4a",
+    ".m4b",
+    ".m4p",  # usually DRM-protected: listed so the user is told so instead of it being ignored
+    ".mp4",
+    ".mov",
+    ".aac",
+    ".alac",
+    ".wma",
+    ".asf",
+    ".webm",
+    ".mka",
+    ".mkv",
+    ".ac3",
+    ".eac3",
+    ".mp2",
+    ".wv",
+    ".ape",
 )
+#: Files that travel with music (covers, cue sheets, playlists, rip logs): not audio, not errors.
+SIDECAR_EXTENSIONS: tuple[str, ...] = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".cue",
+    ".nfo",
+    ".lrc",
+    ".m3u",
+    ".m3u8",
+    ".txt",
+    ".log",
+    ".pdf",
+    ".sfv",
+    ".md5",
+)
+#: Default length of a :func:`stream_audio` block in seconds.
+STREAM_BLOCK_SECONDS = 60.0
+#: PyAV offsets below this many seconds are reached by decoding from the start (sample-exact and
+#: cheap); longer ones seek, which is exact to a container timestamp tick (1 ms in Matroska).
+SEEK_MIN_SECONDS = 10.0
+#: Seek this much before the offset so the decoder has warmed up (AAC/Opus overlap the previous
+#: frame) by the time the first kept sample comes out.
+SEEK_PREROLL_SECONDS = 1.0
+#: Decoded samples past the length a stream header declares in samples are codec padding (an
+#: AAC encoder pads the last frame to 1024) and are dropped - unless there are more than this
+#: many, in which case the header was wrong and everything is kept.
+TAIL_SLACK_FRAMES = 8192
+#: Give up on a PyAV stream once this many packets failed to decode and they outnumber good ones.
+MAX_BAD_PACKETS = 32
+#: Codec tags of DRM-protected tracks (iTunes FairPlay audio/video, encrypted ISO BMFF entries).
+DRM_CODEC_TAGS = frozenset({"drms", "drmi", "enca", "encv"})
+# torchaudio's sinc resampler defaults (AF.resample), needed to size the streaming context.
+_LOWPASS_FILTER_WIDTH = 6
+_ROLLOFF = 0.99
 
 
 class AudioError(ValueError):
@@ -40,11 +112,18 @@ class AudioError(ValueError):
 
 @dataclass(frozen=True)
 class AudioInfo:
-    """What the header says. ``frames`` may be an estimate for mp3."""
+    """What the header says. ``frames`` may be an estimate (mp3, and PyAV containers, where it
+    comes from the stream's or the container's declared duration).
+
+    ``backend`` is the decoder that read the header: ``"soundfile"`` or ``"pyav"``; ``codec`` is
+    the codec (PyAV) or libsndfile subtype (soundfile) name.
+    """
 
     sample_rate: int
     channels: int
     frames: int
+    backend: str = "soundfile"
+    codec: str = ""
 
     @property
     def duration(self) -> float:
@@ -69,23 +148,365 @@ def _check_path(path: str | os.PathLike) -> Path:
 
 
 def _one_line(err: Exception) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
+    # FFmpeg errors carry the url in str(err); strerror is just the reason.
+    text = getattr(err, "strerror", None) or str(err)
+    text = " ".join(str(text).split()) or type(err).__name__
     # libsndfile reports an unrecognised mp3 as a missing file; we already know the file exists.
     if "is not a regular file (possibly a pipe?)" in text:
         return "format not recognised or file corrupt"
     return text
 
 
+# ---------------------------------------------------------------------------------------------
+# PyAV
+
+
+class _NotOpened(Exception):
+    """PyAV is missing or FFmpeg recognises no container in the file."""
+
+
+def _open_av(path: Path) -> av.container.InputContainer:
+    try:
+        import av
+    except ImportError as err:
+        raise _NotOpened("PyAV is not installed: pip install av") from err
+    try:
+        # "file:" so a name like "concat:a|b" or "http:x" is never taken for another protocol;
+        # the whitelist keeps playlist-like demuxers (hls, concat) from fetching anything else.
+        return av.open(
+            "file:" + str(path),
+            container_options={"protocol_whitelist": "file"},
+            metadata_errors="replace",  # badly encoded tags must not make the audio unreadable
+        )
+    except Exception as err:  # av.error.FFmpegError, OSError, UnicodeError
+        raise _NotOpened(_one_line(err)) from err
+
+
+def _audio_stream(container: av.container.InputContainer, path: Path) -> av.stream.Stream:
+    """The first audio stream, refusing containers without one and DRM-protected tracks."""
+    if not container.streams.audio:
+        raise AudioError(f"{path}: no audio stream")
+    stream = container.streams.audio[0]
+    tag = (stream.codec_tag or "").strip("\x00 ").lower()
+    if tag in DRM_CODEC_TAGS:
+        raise AudioError(f"{path}: DRM-protected ({tag}), cannot decode")
+    if stream.codec_context is None or not stream.codec_context.name:
+        raise AudioError(f"{path}: cannot decode (no decoder for codec tag {tag or '?'})")
+    return stream
+
+
+def _declared_seconds(stream: av.stream.Stream) -> float | None:
+    """The stream's own duration in seconds, if its header declares one."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return None
+
+
+def _is_mpeg_audio(path: Path) -> bool:
+    """False only when FFmpeg's content probe finds another container (True if it finds none)."""
+    try:
+        container = _open_av(path)
+    except _NotOpened:
+        return True
+    with container:
+        return container.format.name == "mp3"  # FFmpeg's demuxer for MPEG layer I/II/III
+
+
+def _av_info(path: Path) -> AudioInfo:
+    container = _open_av(path)
+    with container:
+        stream = _audio_stream(container, path)
+        codec = stream.codec_context
+        seconds = _declared_seconds(stream)
+        if seconds is None and container.duration:  # e.g. Matroska: only the container knows
+            seconds = container.duration / 1_000_000  # AV_TIME_BASE
+        rate = int(codec.sample_rate or 0)
+        return AudioInfo(
+            sample_rate=rate,
+            channels=int(codec.channels or 0),
+            frames=int(round((seconds or 0.0) * rate)),
+            backend="pyav",
+            codec=str(codec.name),
+        )
+
+
+#: Full-scale value of each integer sample format (libsndfile's float normalisation).
+_INT_SCALE = {"u8": 128.0, "s16": 2.0**15, "s32": 2.0**31, "s64": 2.0**63}
+
+
+def _frame_array(frame: Any) -> np.ndarray:
+    """An av.AudioFrame as a (channels, samples) float32 array in [-1, 1]."""
+    data = frame.to_ndarray()
+    if not frame.format.is_planar:  # packed: one plane of interleaved samples
+        data = data.reshape(-1, frame.layout.nb_channels).T
+    kind = frame.format.packed.name
+    if kind in _INT_SCALE:
+        offset = 128.0 if kind == "u8" else 0.0
+        return ((data.astype(np.float64) - offset) / _INT_SCALE[kind]).astype(np.float32)
+    return data.astype(np.float32, copy=False)
+
+
+def _av_frames(
+    path: Path, seek_seconds: float | None
+) -> Iterator[tuple[int | None, int, np.ndarray]]:
+    """Decode the first audio stream: (sample index of the frame's first sample, rate in Hz,
+    (channels, samples) float32). Without a seek the index counts decoded samples from 0; after a
+    seek it comes from each frame's timestamp (None for a frame without one)."""
+    import av
+
+    container = _open_av(path)
+    with container:
+        stream = _audio_stream(container, path)
+        origin = stream.start_time or 0  # the timestamp of sample 0
+        if seek_seconds is not None:
+            target = origin + int(seek_seconds / stream.time_base)
+            # not seekable: still at the start, and the first frame's timestamp says so
+            with contextlib.suppress(av.error.FFmpegError):
+                container.seek(target, stream=stream, backward=True)
+        bad = good = 0
+        first_error: Exception | None = None
+        position: int | None = None if seek_seconds is not None else 0
+        try:
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError as err:
+                    # one corrupt packet costs one frame, as libsndfile's mp3 decoder does; a stream
+                    # that is mostly undecodable (encrypted, wrong codec) is refused
+                    bad += 1
+                    first_error = first_error or err
+                    if bad >= MAX_BAD_PACKETS and bad > good:
+                        raise AudioError(
+                            f"{path}: cannot decode ({bad} of {bad + good} packets failed: "
+                            f"{_one_line(first_error)})"
+                        ) from err
+                    continue
+                good += 1
+                for frame in frames:
+                    if seek_seconds is not None:
+                        position = None
+                        if frame.pts is not None:
+                            seconds = float((frame.pts - origin) * stream.time_base)
+                            position = int(round(seconds * frame.sample_rate))
+                    yield position, frame.sample_rate, _frame_array(frame)
+                    if position is not None:
+                        position += frame.samples
+        except av.error.FFmpegError as err:
+            # the demuxer gave up (a truncated file): keep what decoded, like libsndfile does
+            if good == 0:
+                raise AudioError(f"{path}: cannot decode ({_one_line(err)})") from err
+        if good == 0 and first_error is not None:
+            raise AudioError(f"{path}: cannot decode ({_one_line(first_error)})")
+
+
+def _av_blocks(
+    path: Path, offset: float, duration: float | None, block_frames: int | None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(rate, mono float32 samples) blocks of ``block_frames`` (the last may be shorter; ``None``:
+    one block) of [offset, offset + duration) s of the first audio stream."""
+    try:
+        container = _open_av(path)
+    except _NotOpened as err:  # it opened for the header a moment ago
+        raise AudioError(f"{path}: cannot decode ({err})") from err
+    with container:
+        stream = _audio_stream(container, path)
+        # Only a length counted in samples is exact (MP4 edit lists, WavPack, Ogg granules); the
+        # others (raw AC-3/ADTS, from the bitrate) are estimates, and trimming to them would cut.
+        exact = stream.time_base == Fraction(1, stream.codec_context.sample_rate or 1)
+        declared = _declared_seconds(stream) if exact else None
+    seek = offset - SEEK_PREROLL_SECONDS if offset >= SEEK_MIN_SECONDS else None
+    frames = _av_frames(path, seek)
+    try:
+        yield from _trimmed_blocks(path, frames, offset, duration, declared, seek, block_frames)
+    finally:
+        frames.close()  # closes the container now, not when the generator is collected
+
+
+def _trimmed_blocks(
+    path: Path,
+    frames: Iterator[tuple[int | None, int, np.ndarray]],
+    offset: float,
+    duration: float | None,
+    declared: float | None,
+    seek: float | None,
+    block_frames: int | None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    first = next(frames, None)
+    if first is None:
+        return
+    rate = first[1]
+    start = int(round(offset * rate))
+    if seek is not None and (first[0] is None or first[0] > start):
+        # no timestamp to locate the frame, or the seek overshot: decode from the start
+        frames.close()
+        again = _av_frames(path, None)
+        try:
+            yield from _trimmed_blocks(path, again, offset, duration, declared, None, block_frames)
+        finally:
+            again.close()
+        return
+    stop = None if duration is None else start + int(round(duration * rate))
+    # Drop codec padding past the declared length (see TAIL_SLACK_FRAMES).
+    end = None if declared is None else int(round(declared * rate))
+    tail: list[np.ndarray] = []
+    n_tail = 0
+    pending: list[np.ndarray] = []
+    n_pending = 0
+    position = first[0] or 0
+    started = False
+    for reported, frame_rate, data in itertools.chain([first], frames):
+        if frame_rate != rate:
+            raise AudioError(
+                f"{path}: cannot decode (sample rate changes mid-stream, {rate} → {frame_rate} Hz)"
+            )
+        if seek is not None and not started and reported is not None:
+            # After a seek, frames are placed by their timestamps until the first kept one, then
+            # by counting: the first frame after a seek may have had its start trimmed (Opus
+            # pre-skip in Matroska) without its timestamp saying so, and the preroll skips it.
+            position = reported
+        lo, hi = position, position + data.shape[1]
+        position = hi
+        keep_lo, keep_hi = max(lo, start), hi if stop is None else min(hi, stop)
+        if keep_hi > keep_lo:
+            started = True
+            piece = data[:, keep_lo - lo : keep_hi - lo]
+            if not np.isfinite(piece).all():
+                raise AudioError(f"{path}: contains NaN or infinite samples")
+            mono = piece.mean(axis=0, dtype=np.float32)
+            if end is not None:
+                inside = max(0, min(mono.size, end - keep_lo))
+                if inside < mono.size or tail:
+                    tail.append(mono[inside:])
+                    n_tail += mono.size - inside
+                    mono = mono[:inside]
+                if n_tail > TAIL_SLACK_FRAMES:  # the header undercounts: keep everything
+                    mono = np.concatenate([mono, *tail])
+                    tail, n_tail, end = [], 0, None
+            if mono.size:
+                pending.append(mono)
+                n_pending += mono.size
+            while block_frames is not None and n_pending >= block_frames:
+                joined = np.concatenate(pending)
+                yield rate, joined[:block_frames]
+                pending, n_pending = [joined[block_frames:]], n_pending - block_frames
+        if stop is not None and hi >= stop:
+            break
+    if n_pending:
+        yield rate, np.concatenate(pending)
+
+
+# ---------------------------------------------------------------------------------------------
+# soundfile
+
+
+def _sf_blocks(
+    path: Path, offset: float, duration: float | None, block_frames: int | None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """As :func:`_av_blocks`, through libsndfile (which raises on what it cannot read)."""
+    with sf.SoundFile(str(path)) as f:
+        rate = int(f.samplerate)
+        start = int(round(offset * rate))
+        if start:
+            f.seek(min(start, max(f.frames, 0)))
+        remaining = -1 if duration is None else int(round(duration * rate))
+        while True:
+            want = remaining if block_frames is None or 0 <= remaining < block_frames else None
+            n = block_frames if want is None else want
+            data = f.read(frames=n, dtype="float32", always_2d=True)
+            if not len(data):
+                return
+            if not np.isfinite(data).all():
+                raise AudioError(f"{path}: contains NaN or infinite samples")
+            yield rate, data.mean(axis=1, dtype=np.float32)
+            if remaining >= 0:
+                remaining -= len(data)
+            if block_frames is None or remaining == 0 or len(data) < n:
+                return
+
+
+def _source_blocks(
+    path: Path,
+    info: AudioInfo,
+    offset: float,
+    duration: float | None,
+    block_frames: int | None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(rate, mono float32) blocks from the backend that read the header; a file libsndfile
+    opened but could not decode is handed to PyAV if nothing was produced yet."""
+    if info.backend == "pyav":
+        yield from _av_blocks(path, offset, duration, block_frames)
+        return
+    produced = False
+    try:
+        for block in _sf_blocks(path, offset, duration, block_frames):
+            produced = True
+            yield block
+        return
+    except AudioError:
+        raise
+    except Exception as err:  # LibsndfileError/RuntimeError mid-file
+        sf_error = err
+        if produced:
+            raise AudioError(f"{path}: cannot decode ({_one_line(err)})") from err
+    try:
+        blocks = _av_blocks(path, offset, duration, block_frames)
+        first = next(blocks, None)
+    except (_NotOpened, AudioError):
+        raise AudioError(f"{path}: cannot decode ({_one_line(sf_error)})") from sf_error
+    if first is not None:
+        yield first
+        yield from blocks
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+
+
 def audio_info(path: str | os.PathLike) -> AudioInfo:
-    """Read the header of ``path`` without decoding the samples."""
+    """Read the header of ``path`` without decoding the samples (soundfile, else PyAV)."""
     path = _check_path(path)
     try:
         info = sf.info(str(path))
     except Exception as err:  # soundfile raises LibsndfileError/RuntimeError/TypeError
-        raise AudioError(f"{path}: not a readable audio file ({_one_line(err)})") from err
+        try:
+            return _av_info(path)
+        except _NotOpened:
+            raise AudioError(f"{path}: not a readable audio file ({_one_line(err)})") from err
+    if info.format in ("MP3", "MPEG") and not _is_mpeg_audio(path):
+        # libsndfile takes any *.mp3 for MPEG audio and its decoder resyncs through whatever it
+        # finds - an ADTS AAC stream named .mp3 "decodes" to a few frames of noise - so FFmpeg's
+        # content probe gets the last word on what an MPEG file really is.
+        with contextlib.suppress(_NotOpened, AudioError):
+            return _av_info(path)
     return AudioInfo(
-        sample_rate=int(info.samplerate), channels=int(info.channels), frames=int(info.frames)
+        sample_rate=int(info.samplerate),
+        channels=int(info.channels),
+        frames=int(info.frames),
+        backend="soundfile",
+        codec=str(info.subtype),
     )
+
+
+def audio_duration(path: str | os.PathLike) -> float:
+    """Duration of ``path`` in seconds from its header (no decoding; an estimate for mp3 and some
+    containers). Raises :class:`AudioError` like :func:`audio_info`."""
+    return audio_info(path).duration
+
+
+def classify_path(path: str | os.PathLike) -> Literal["audio", "sidecar", "hidden", "unknown"]:
+    """What a file in a music folder is, by name only: ``"hidden"`` (name starts with ".", e.g.
+    macOS ``._song.m4a`` resource forks), ``"audio"`` (an :data:`AUDIO_EXTENSIONS` suffix),
+    ``"sidecar"`` (covers, cue sheets, playlists, logs: :data:`SIDECAR_EXTENSIONS`) or
+    ``"unknown"``. Folder runs decode only ``"audio"`` and count the rest as not audio."""
+    name = Path(path).name
+    if name.startswith("."):
+        return "hidden"
+    suffix = Path(name).suffix.lower()
+    if suffix in AUDIO_EXTENSIONS:
+        return "audio"
+    if suffix in SIDECAR_EXTENSIONS:
+        return "sidecar"
+    return "unknown"
 
 
 def resample(wave: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
@@ -93,6 +514,56 @@ def resample(wave: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
     if orig_sr == new_sr:
         return wave
     return AF.resample(wave, orig_sr, new_sr)
+
+
+@functools.lru_cache(maxsize=16)
+def _sinc_kernel(orig_sr: int, new_sr: int) -> tuple[torch.Tensor, int] | None:
+    """torchaudio's resampling kernel for orig_sr -> new_sr, built once rather than per block (it
+    costs ~10 ms, as much as resampling a second of audio). It is what AF.resample builds for a
+    float32 CPU waveform, through the same private helper; None if that helper has moved."""
+    try:
+        from torchaudio.functional.functional import _get_sinc_resample_kernel
+
+        gcd = math.gcd(orig_sr, new_sr)
+        return _get_sinc_resample_kernel(
+            orig_sr,
+            new_sr,
+            gcd,
+            _LOWPASS_FILTER_WIDTH,
+            _ROLLOFF,
+            "sinc_interp_hann",
+            None,
+            torch.device("cpu"),
+            torch.float32,
+        )
+    except Exception:  # an older/newer torchaudio: per-block AF.resample is correct, just slower
+        return None
+
+
+def _resample_window(wave: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
+    """:func:`resample` of a (samples,) float32 window, with the kernel cached."""
+    cached = _sinc_kernel(orig_sr, new_sr)
+    if cached is not None:
+        try:
+            from torchaudio.functional.functional import _apply_sinc_resample_kernel
+
+            kernel, width = cached
+            gcd = math.gcd(orig_sr, new_sr)
+            return _apply_sinc_resample_kernel(wave, orig_sr, new_sr, gcd, kernel, width)
+        except (ImportError, TypeError):
+            pass
+    return resample(wave, orig_sr, new_sr)
+
+
+def _checked_info(path: str | os.PathLike, offset: float) -> AudioInfo:
+    info = audio_info(path)
+    if info.sample_rate <= 0 or info.channels <= 0:
+        raise AudioError(
+            f"{path}: invalid header ({info.sample_rate} Hz, {info.channels} channels)"
+        )
+    if offset < 0:
+        raise AudioError(f"{path}: negative offset {offset}")
+    return info
 
 
 def load_audio(
@@ -106,7 +577,9 @@ def load_audio(
     """Decode ``path`` to a mono float32 waveform at ``sample_rate`` Hz.
 
     Args:
-        path: any format libsndfile reads (wav, flac, ogg, mp3, au, aiff).
+        path: any format libsndfile reads (wav, flac, ogg, mp3, au, aiff) or FFmpeg (through
+            PyAV) decodes (m4a/AAC/ALAC, wma, webm/mkv/mka, mp4/mov audio tracks, ac3, ...); the
+            format is found from the content, not the extension.
         sample_rate: target rate in Hz.
         offset: start, in seconds from the beginning of the file.
         duration: seconds to read from ``offset``; ``None`` reads to the end.
@@ -117,38 +590,137 @@ def load_audio(
         Tensor of shape (samples,), float32 in [-1, 1].
 
     Raises:
-        AudioError: missing, empty, corrupt, wrong-format, too short, silent or non-finite audio.
+        AudioError: missing, empty, corrupt, wrong-format, DRM-protected, no audio stream, too
+            short, silent or non-finite audio.
     """
-    info = audio_info(path)
-    if info.sample_rate <= 0 or info.channels <= 0:
-        raise AudioError(
-            f"{path}: invalid header ({info.sample_rate} Hz, {info.channels} channels)"
-        )
-    if offset < 0:
-        raise AudioError(f"{path}: negative offset {offset}")
-    start = int(round(offset * info.sample_rate))
-    stop = None if duration is None else start + int(round(duration * info.sample_rate))
-    try:
-        with sf.SoundFile(str(path)) as f:
-            if start:
-                f.seek(min(start, max(f.frames, 0)))
-            frames = -1 if stop is None else stop - start
-            data = f.read(frames=frames, dtype="float32", always_2d=True)
-    except Exception as err:
-        raise AudioError(f"{path}: cannot decode ({_one_line(err)})") from err
-    if data.size == 0:
+    info = _checked_info(path, offset)
+    path = Path(path)
+    blocks = list(_source_blocks(path, info, offset, duration, block_frames=None))
+    if not blocks or sum(b.size for _, b in blocks) == 0:
         where = f" at offset {offset:g} s" if offset else ""
         raise AudioError(f"{path}: no audio samples{where}")
-    if not np.isfinite(data).all():
-        raise AudioError(f"{path}: contains NaN or infinite samples")
-    mono = torch.from_numpy(data.mean(axis=1, dtype=np.float32))
-    wave = resample(mono, info.sample_rate, sample_rate).clamp_(-1.0, 1.0)
+    rate = blocks[0][0]
+    mono = torch.from_numpy(
+        blocks[0][1] if len(blocks) == 1 else np.concatenate([b for _, b in blocks])
+    )
+    wave = resample(mono, rate, sample_rate).clamp_(-1.0, 1.0)
     seconds = wave.numel() / sample_rate
     if seconds < min_duration:
         raise AudioError(f"{path}: too short ({seconds:.2f} s < {min_duration:g} s)")
     if not allow_silence and float(wave.pow(2).mean().sqrt()) < SILENCE_RMS:
         raise AudioError(f"{path}: audio is silent")
     return wave
+
+
+def stream_audio(
+    path: str | os.PathLike,
+    sample_rate: int,
+    block_seconds: float = STREAM_BLOCK_SECONDS,
+    offset: float = 0.0,
+    duration: float | None = None,
+) -> Iterator[torch.Tensor]:
+    """Decode ``path`` block by block, in memory bounded by the block size, not the file length.
+
+    The header is read (and its errors raised) at the call; decoding happens as blocks are taken.
+    Concatenated, the blocks equal ``load_audio(path, sample_rate, offset, duration)``: the same
+    decoder, downmix and torchaudio resampler, the resampler run on overlapping windows whose
+    edges are discarded, so they agree to float rounding (max abs difference ~1e-7).
+
+    Args:
+        path, sample_rate, offset, duration: as for :func:`load_audio`.
+        block_seconds: length of each block in seconds (at ``sample_rate``).
+
+    Yields:
+        Tensors of shape (round(block_seconds * sample_rate),), float32 in [-1, 1], at
+        ``sample_rate`` Hz; the last block holds the remainder and may be shorter.
+
+    Raises:
+        AudioError: as :func:`load_audio` (but never too short / silent: no whole-file checks);
+            header errors at the call, decoding errors (NaN, corrupt data) while iterating.
+    """
+    if block_seconds <= 0:
+        raise ValueError(f"block_seconds must be positive, got {block_seconds}")
+    info = _checked_info(path, offset)
+    path = Path(path)
+    source_block = max(1, int(round(block_seconds * info.sample_rate)))
+    out_block = max(1, int(round(block_seconds * sample_rate)))
+    blocks = _source_blocks(path, info, offset, duration, block_frames=source_block)
+    return _stream(path, blocks, sample_rate, out_block, offset)
+
+
+def _stream(
+    path: Path,
+    blocks: Iterator[tuple[int, np.ndarray]],
+    sample_rate: int,
+    out_block: int,
+    offset: float,
+) -> Iterator[torch.Tensor]:
+    pending: list[torch.Tensor] = []
+    n_pending = 0
+    produced = False
+    for piece in _resample_blocks(path, blocks, sample_rate):
+        pending.append(piece.clamp_(-1.0, 1.0))
+        n_pending += piece.numel()
+        while n_pending >= out_block:
+            joined = torch.cat(pending)
+            produced = True
+            yield joined[:out_block].clone()  # clone: do not keep the rest alive through a view
+            pending, n_pending = [joined[out_block:]], n_pending - out_block
+    if n_pending:
+        produced = True
+        yield torch.cat(pending)
+    if not produced:
+        where = f" at offset {offset:g} s" if offset else ""
+        raise AudioError(f"{path}: no audio samples{where}")
+
+
+def _resample_blocks(
+    path: Path, blocks: Iterator[tuple[int, np.ndarray]], new_sr: int
+) -> Iterator[torch.Tensor]:
+    """Resample a stream of (rate, samples) blocks exactly as one :func:`resample` call would.
+
+    torchaudio's sinc resampler is a strided convolution: with o:n the reduced rate ratio, output
+    group k (n samples) is computed from input [k*o - width, k*o + o + width), zero beyond the
+    signal. So every window we pass starts on a multiple of o, carries at least ``width``
+    samples of real context on each side, and only the groups whose support lies inside it are
+    kept; the first window starts at sample 0 and the last one ends at the end of the signal,
+    where torchaudio's own zero padding is the same as for the whole file.
+    """
+    buf = np.zeros(0, dtype=np.float32)
+    buf_start = 0  # index in the whole signal of buf[0]
+    done = 0  # outputs are emitted for input [0, done); done is a multiple of o
+    rate = None
+    o = n = width = context = 0
+    for block_rate, block in blocks:
+        if rate is None:
+            rate = block_rate
+            g = math.gcd(rate, new_sr)
+            o, n = rate // g, new_sr // g
+            # the kernel half-width torchaudio uses, plus one group of margin for rounding
+            width = math.ceil(_LOWPASS_FILTER_WIDTH * o / (min(o, n) * _ROLLOFF))
+            context = (math.ceil(width / o) + 1) * o
+        elif block_rate != rate:
+            raise AudioError(f"{path}: cannot decode (sample rate changes, {rate} → {block_rate})")
+        if rate == new_sr:
+            yield torch.from_numpy(block)
+            continue
+        buf = np.concatenate([buf, block]) if buf.size else block
+        end = buf_start + buf.size
+        ready = ((end - width - 1) // o) * o  # groups before this have their full support
+        if ready <= done:
+            continue
+        lo = max(0, done - context)
+        out = _resample_window(torch.from_numpy(buf[lo - buf_start :]), rate, new_sr)
+        yield out[(done - lo) // o * n : (ready - lo) // o * n]
+        done = ready
+        keep = max(0, done - context)
+        buf, buf_start = buf[keep - buf_start :], keep
+    if rate is None or rate == new_sr:
+        return
+    lo = max(0, done - context)
+    if buf_start + buf.size > done:
+        out = _resample_window(torch.from_numpy(buf[lo - buf_start :]), rate, new_sr)
+        yield out[(done - lo) // o * n :]
 
 
 def fix_length(wave: torch.Tensor, length: int) -> torch.Tensor:
