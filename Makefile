@@ -13,7 +13,7 @@ help:
 	@echo "make train        create .venv (once), train on the embedded synthetic dataset"
 	@echo "make test         run the test suite (CPU, offline)"
 	@echo "make tensorboard  open TensorBoard on logs/"
-	@echo "make lint         ruff format --check + ruff check"
+	@echo "make lint         ruff format --check + ruff check + import contracts (lint-imports)"
 	@echo "make bench        loader / training / inference speed table + JSON (< 5 min on CPU)"
 	@echo "make musicnn      install the optional musicnn teacher (TensorFlow CPU) into .venv"
 	@echo "make train-real   import + mix ../shared/data (REAL_DATA=dir), train configs/real.yaml"
@@ -21,7 +21,7 @@ help:
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,onnx]'
+	$(PY) -m pip install --quiet -e '.[train,sources,eval,dev,onnx]'
 	@touch $(STAMP)
 
 train: $(STAMP)
@@ -60,6 +60,7 @@ test: $(STAMP) $(MUSICNN_STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -45,8 +45,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.audio import fix_length, load_audio
 from datamodules.io import write_json_atomic
-from datamodules.loading.datamodule import MusicDataModule, label_preserving_augment
+from datamodules.loading.augmentation import label_preserving_augment
+from datamodules.loading.datamodule import MusicDataModule
 from datamodules.manifest import read_manifest
+from datamodules.schema import DEFAULT_CROP_SECONDS, TASK_FIELDS
 from datamodules.synthetic import ensure_synthetic, render_clip
 from lightning_module.inference.tagger import Tagger
 from lightning_module.model.frontend import LogMel
@@ -56,7 +58,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "train.yaml"
 PREDICT_SCRIPT = REPO_ROOT / "scripts" / "predict_clip.py"
 #: Model settings that are not read from the config's ``model`` section.
-TASK_KEYS = ("genre_names", "mood_names", "feature_names", "feature_mean", "feature_std")
 
 
 @dataclass
@@ -351,7 +352,7 @@ def measure_training(
         dm_kwargs["num_workers"] = cfg.num_workers
     dm = MusicDataModule(str(manifest), **dm_kwargs)
     model = MusicTagger(
-        **{**model_defaults(), **{k: getattr(dm, k) for k in TASK_KEYS}},
+        **{**model_defaults(), **{k: getattr(dm, k) for k in TASK_FIELDS}},
         sample_rate=dm.hparams.sample_rate,
         crop_seconds=cfg.crop_seconds,
         channels_last=cfg.channels_last,
@@ -442,7 +443,7 @@ def measure_inference(checkpoint: Path, clip: Path, cfg: BenchmarkConfig) -> dic
             _timed_run([sys.executable, "-c", "import lightning_module.inference.tagger"])[0]
         )
     return {
-        "backbone": tagger.hparams.get("backbone", "resnet"),
+        "backbone": tagger.spec.backbone,
         "parameters": sum(p.numel() for p in tagger.net.parameters()),
         "window_seconds": tagger.window / tagger.sample_rate,
         "clip_seconds": seconds,
@@ -512,7 +513,7 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> BenchmarkResul
             **asdict(cfg),
             "crop_seconds": float(
                 (yaml.safe_load(DEFAULT_CONFIG.read_text()).get("data") or {}).get(
-                    "crop_seconds", 3.0
+                    "crop_seconds", DEFAULT_CROP_SECONDS
                 )
             ),
             "warmup_steps": 1,

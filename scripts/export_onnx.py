@@ -33,11 +33,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        net, hparams = load_network(args.checkpoint or find_checkpoint())
+        net, spec = load_network(args.checkpoint or find_checkpoint())
     except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    report = export_onnx(net, hparams, args.out, opset=args.opset, verify=not args.no_verify)
+    report = export_onnx(net, spec, args.out, opset=args.opset, verify=not args.no_verify)
     print(report.summary())
     return 0 if report.ok else 1
 

@@ -13,32 +13,17 @@ import torch
 from filelock import FileLock
 from torch.utils.data import DataLoader
 
+from datamodules.loading.augmentation import label_preserving_augment
 from datamodules.loading.cache import AudioCache, build_cache
 from datamodules.loading.dataset import CropDataset, Targets, TaskSpec
 from datamodules.manifest import FEATURES, ManifestError, label_names, read_manifest, tag_columns
+from datamodules.schema import DEFAULT_CROP_SECONDS
 from datamodules.synthetic import ensure_synthetic
 
 log = logging.getLogger(__name__)
 
 #: Standard deviations below this are floored, so a constant feature cannot blow up its z-score.
 MIN_FEATURE_STD = 1e-3
-
-
-def label_preserving_augment() -> object:
-    """Waveform augmentation that leaves every target valid.
-
-    Gain, time-stretch and pitch-shift are left out on purpose: they would change the loudness,
-    tempo and key the regression head is asked to predict.
-    """
-    import audiomentations as A
-
-    return A.Compose(
-        [
-            A.AddColorNoise(min_snr_db=25.0, max_snr_db=45.0, p=0.3),
-            A.SevenBandParametricEQ(min_gain_db=-3.0, max_gain_db=3.0, p=0.3),
-            A.PolarityInversion(p=0.5),
-        ]
-    )
 
 
 def feature_statistics(train: pd.DataFrame, names: list[str]) -> tuple[list[float], list[float]]:
@@ -91,7 +76,7 @@ class MusicDataModule(pl.LightningDataModule):
         synthetic_duration: float = 8.0,
         synthetic_seed: int = 0,
         sample_rate: int = 16000,
-        crop_seconds: float = 3.0,
+        crop_seconds: float = DEFAULT_CROP_SECONDS,
         crops_per_clip: int = 4,
         eval_hop_seconds: float | None = None,
         max_eval_windows: int = 8,

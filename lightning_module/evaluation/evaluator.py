@@ -188,16 +188,16 @@ def tag_rows(
     """Tag every row with the inference path (whole clip, windows averaged)."""
     from tqdm.auto import tqdm
 
-    hp = tagger.hparams
-    probs: dict[str, list] = {t: [] for t in TASKS if hp.get(f"{t}_names")}
+    spec = tagger.spec
+    probs: dict[str, list] = {t: [] for t in TASKS if spec.names(t)}
     features, descriptors = [], []
     for track_id in tqdm(rows["track_id"], desc="tagging", unit="clip", leave=False):
         wave = torch.from_numpy(cache.read(track_id))
         prediction = tagger.predict_waveform(wave, path=track_id)
         for task in probs:
             ranked = dict(getattr(prediction, task))
-            probs[task].append([ranked[name] for name in hp[f"{task}_names"]])
-        features.append([prediction.features.get(n, np.nan) for n in hp["feature_names"]])
+            probs[task].append([ranked[name] for name in spec.names(task)])
+        features.append([prediction.features.get(n, np.nan) for n in spec.feature_names])
         if stats is not None:
             descriptors.append(stats(wave).numpy())
     return Predictions(
@@ -240,7 +240,7 @@ class Evaluator:
         raw = load_checkpoint(self.checkpoint)
         self.data_hparams = dict(raw.get("datamodule_hyper_parameters") or {})
         self.tagger = Tagger.from_checkpoint(self.checkpoint, device=device)
-        self.hparams = self.tagger.hparams
+        self.spec = self.tagger.spec
         self.cache_dir = Path(
             cache_dir
             or self.data_hparams.get("cache_dir")
@@ -253,7 +253,7 @@ class Evaluator:
         return build_cache(
             rows,
             self.cache_dir,
-            int(self.hparams["sample_rate"]),
+            self.spec.sample_rate,
             max_seconds=self.data_hparams.get("max_clip_seconds", 600.0),
         )
 
@@ -269,7 +269,7 @@ class Evaluator:
         decoded = eval_rows["track_id"].isin(cache.offsets.keys())
         skipped = eval_rows[~decoded]
         eval_rows = eval_rows[decoded].reset_index(drop=True)
-        stats = ClipStatistics(int(self.hparams["sample_rate"])) if use_baseline else None
+        stats = ClipStatistics(self.spec.sample_rate) if use_baseline else None
         preds = tag_rows(self.tagger, eval_rows, cache, stats)
         baseline_models: dict[str, Any] = {}
         if use_baseline:
@@ -310,7 +310,7 @@ class Evaluator:
         self, preds: Predictions, baselines: dict[str, Any], fit_rows: pd.DataFrame, command: str
     ) -> dict[str, Any]:
         rows = preds.rows
-        hp = self.hparams
+        hp = self.spec.to_hparams()
         sources = sorted(rows["source"].fillna("unknown").unique())
         report: dict[str, Any] = {
             "checkpoint": str(self.checkpoint),
@@ -359,7 +359,7 @@ class Evaluator:
         labelled = mask & truth_all.notna().to_numpy()
         if not labelled.any():
             return None
-        names = list(self.hparams.get(f"{task}_names") or [])
+        names = list(self.spec.names(task))
         truth = truth_all.astype(str).to_numpy()
         known = labelled & np.isin(truth, names)
         result: dict[str, Any] = {
@@ -386,7 +386,7 @@ class Evaluator:
     ) -> dict[str, Any]:
         out: dict[str, Any] = {}
         rows = preds.rows
-        for j, name in enumerate(self.hparams["feature_names"]):
+        for j, name in enumerate(self.spec.feature_names):
             entry: dict[str, Any] = {}
             if name in rows:
                 target = pd.to_numeric(rows[name], errors="coerce").to_numpy(np.float64)

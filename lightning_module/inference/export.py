@@ -27,6 +27,7 @@ from lightning_module.inference.runners import (
     OnnxRunner,
 )
 from lightning_module.model.network import TaggerNet
+from lightning_module.model.spec import TaggerSpec
 
 #: Largest |difference| accepted between onnxruntime and PyTorch on logits, standardised features
 #: and embeddings. float32 STFT/log/conv arithmetic in a different order differs by ~1e-5.
@@ -74,20 +75,9 @@ class ExportReport:
         )
 
 
-def _plain(value: Any) -> Any:
-    """JSON-ready copy of hyperparameters (tuples → lists, tensors → lists)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    return value
-
-
 def export_onnx(
     net: TaggerNet,
-    hparams: dict[str, Any],
+    hparams: TaggerSpec | dict[str, Any],
     out: str | os.PathLike,
     opset: int = 18,
     verify: bool = True,
@@ -96,7 +86,7 @@ def export_onnx(
 
     Args:
         net: the network; exported in eval mode (no SpecAugment, no dropout).
-        hparams: the checkpoint's hyperparameters, stored as JSON metadata.
+        hparams: the model's spec (or a checkpoint's hyperparameters), stored as JSON metadata.
         out: destination ``.onnx`` file (written to a temporary name, then renamed).
         opset: ONNX opset (STFT needs >= 17).
         verify: run onnxruntime and PyTorch on random audio of two batch sizes and lengths.
@@ -105,15 +95,14 @@ def export_onnx(
 
     out = Path(out)
     net = net.cpu().eval()
-    sample_rate = int(hparams["sample_rate"])
-    window = int(round(float(hparams.get("crop_seconds", 3.0)) * sample_rate))
-    example = torch.randn(2, window) * 0.1
+    spec = hparams if isinstance(hparams, TaggerSpec) else TaggerSpec.from_hparams(hparams)
+    example = torch.randn(2, spec.window_samples) * 0.1
     with torch.no_grad():
         present = net(example)
     names = tuple(name for name in OUTPUT_NAMES if name in present)
     batch = torch.export.Dim("batch", min=1, max=4096)
     # Reflect padding of the centred STFT needs more than n_fft / 2 samples.
-    samples = torch.export.Dim("samples", min=int(hparams["n_fft"]) // 2 + 1)
+    samples = torch.export.Dim("samples", min=spec.n_fft // 2 + 1)
     program = torch.onnx.export(
         ExportWrapper(net, names).eval(),
         (example,),
@@ -128,7 +117,7 @@ def export_onnx(
         program.save(str(tmp))
         model = onnx.load(str(tmp))
         entry = model.metadata_props.add()
-        entry.key, entry.value = ONNX_HPARAMS_KEY, json.dumps(_plain(dict(hparams)))
+        entry.key, entry.value = ONNX_HPARAMS_KEY, json.dumps(spec.to_hparams())
         model.producer_name = "audiotagger"
         onnx.checker.check_model(model)
         onnx.save(model, str(tmp))
@@ -141,12 +130,12 @@ def verify_onnx(net: TaggerNet, path: str | os.PathLike, seed: int = 0) -> dict[
     """Largest |onnxruntime - PyTorch| per output, over random music-like inputs of two batch
     sizes and two lengths (one window, and 2.5 windows: the dynamic axes)."""
     runner = OnnxRunner(path)
-    hp = runner.hparams
-    window = int(round(float(hp.get("crop_seconds", 3.0)) * int(hp["sample_rate"])))
+    spec = TaggerSpec.from_hparams(runner.hparams)
+    window = spec.window_samples
     generator = torch.Generator().manual_seed(seed)
     worst: dict[str, float] = {}
     for batch, length in ((1, window), (3, int(2.5 * window))):
-        t = torch.arange(length) / int(hp["sample_rate"])
+        t = torch.arange(length) / spec.sample_rate
         tone = 0.3 * torch.sin(2 * torch.pi * 440.0 * t)
         wave = tone + 0.05 * torch.randn(batch, length, generator=generator)
         expected = {k: v.float() for k, v in net.eval()(wave).items()}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -18,6 +18,7 @@ from typing import IO, Any
 from datamodules.audio import AUDIO_EXTENSIONS, AudioError
 from datamodules.schema import FEATURE_UNITS
 from lightning_module.inference.tagger import ClipPrediction, Tagger
+from lightning_module.model.spec import TaggerSpec
 
 
 def format_prediction(prediction: ClipPrediction, top: int = 3) -> str:
@@ -52,15 +53,16 @@ def audio_files(folder: str | os.PathLike) -> list[Path]:
     )
 
 
-def prediction_columns(hparams: dict[str, Any]) -> list[str]:
-    """CSV columns of :func:`prediction_record` for a model with these hyperparameters."""
+def prediction_columns(spec: TaggerSpec | Mapping[str, Any]) -> list[str]:
+    """CSV columns of :func:`prediction_record` for a model with this spec."""
+    spec = spec if isinstance(spec, TaggerSpec) else TaggerSpec.from_hparams(spec)
     columns = ["path", "start", "duration", "windows"]
     for task in ("genre", "mood"):
-        if hparams.get(f"{task}_names"):
+        if spec.names(task):
             columns += [task, f"{task}_probability"]
-    columns += list(hparams.get("feature_names") or [])
-    for task in ("genre", "mood", "tag"):
-        columns += [f"{task}:{name}" for name in hparams.get(f"{task}_names") or []]
+    columns += list(spec.feature_names)
+    for task, prefix in (("genre", "genre"), ("mood", "mood"), ("tags", "tag")):
+        columns += [f"{prefix}:{name}" for name in spec.names(task)]
     return columns
 
 
@@ -88,14 +90,12 @@ class PredictionWriter:
     (``fmt="jsonl"``, :meth:`ClipPrediction.to_dict`), flushing each so a long run can be
     watched and an interrupted one keeps what it wrote."""
 
-    def __init__(
-        self, stream: IO[str], fmt: str, hparams: dict[str, Any], top: int | None = None
-    ) -> None:
+    def __init__(self, stream: IO[str], fmt: str, spec: TaggerSpec, top: int | None = None) -> None:
         if fmt not in ("csv", "jsonl"):
             raise ValueError(f"format must be 'csv' or 'jsonl', not {fmt!r}")
         self.stream, self.fmt, self.top = stream, fmt, top
         if fmt == "csv":
-            self._csv = csv.DictWriter(stream, prediction_columns(hparams), extrasaction="ignore")
+            self._csv = csv.DictWriter(stream, prediction_columns(spec), extrasaction="ignore")
             self._csv.writeheader()
 
     def write(self, prediction: ClipPrediction) -> None:
@@ -163,7 +163,7 @@ def tag_library(
     files = audio_files(folder)
     if not files:
         raise AudioError(f"{folder}: no audio files ({', '.join(AUDIO_EXTENSIONS)})")
-    writer = PredictionWriter(stream, fmt, tagger.hparams, top)
+    writer = PredictionWriter(stream, fmt, tagger.spec, top)
     report = LibraryReport()
     results = tagger.predict_files(files, offset, duration)
     bar = tqdm(results, total=len(files), unit="file", disable=not progress, leave=False)

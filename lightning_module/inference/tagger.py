@@ -5,39 +5,38 @@ the pure ``nn.Module`` from the saved hyperparameters (or opens an exported ``.o
 ``runners``), splits long audio into overlapping windows, runs them in batches and averages. A
 folder of files shares batches across files while the next files decode in threads; a timeline
 keeps one prediction per window. Imports neither Lightning, TensorBoard nor pandas, so a cold
-start costs little more than importing torch. Formatting, writing and plotting results live in
-``prediction_output``; fetching Spotify previews in ``spotify_preview``.
+start costs little more than importing torch. Formatting and writing results live in ``output``,
+plots in ``lightning_module.plots``, fetching Spotify previews in
+``datamodules.sources.spotify_preview``.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from datamodules.audio import AudioError, load_audio, window_starts
-from datamodules.schema import FEATURE_RANGES
-from lightning_module.inference.runners import OnnxModelError, OnnxRunner, Runner, TorchRunner
-from lightning_module.model.network import TaggerNet, build_network
+from datamodules.schema import FEATURE_RANGES, spread_evenly
+from lightning_module.inference.checkpoint import (  # noqa: F401 (re-exported: the public API)
+    CheckpointError,
+    ModelError,
+    find_checkpoint,
+    load_checkpoint,
+    load_network,
+)
+from lightning_module.inference.runners import OnnxRunner, Runner, TorchRunner
+from lightning_module.model.network import TaggerNet
+from lightning_module.model.spec import TaggerSpec
 
 #: Shortest audio we tag, in seconds; shorter clips carry too little music to say anything.
 MIN_SECONDS = 1.0
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message is one line naming the file."""
-
-
-#: Errors that mean "this model file cannot be used" (a checkpoint or an ONNX export).
-ModelError = (CheckpointError, OnnxModelError)
 
 
 @dataclass
@@ -67,71 +66,14 @@ class ClipPrediction:
         return data
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a Lightning checkpoint safely: tensors and plain containers only, never pickled code."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
-        raise CheckpointError(
-            f"{path}: refused to load: it holds objects other than tensors and plain "
-            f"values ({first})"
-        ) from err
-    except Exception as err:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__})") from err
-    if (
-        not isinstance(checkpoint, dict)
-        or "state_dict" not in checkpoint
-        or "hyper_parameters" not in checkpoint
-    ):
-        raise CheckpointError(
-            f"{path}: not a MusicTagger checkpoint (no state_dict/hyper_parameters)"
-        )
-    return checkpoint
-
-
-def load_network(path: str | os.PathLike) -> tuple[TaggerNet, dict[str, Any]]:
-    """The network (eval mode, CPU) and hyperparameters of a checkpoint, loaded safely."""
-    checkpoint = load_checkpoint(path)
-    hparams = dict(checkpoint["hyper_parameters"])
-    try:
-        net = build_network(hparams)
-        state = {
-            k.removeprefix("net."): v
-            for k, v in checkpoint["state_dict"].items()
-            if k.startswith("net.")
-        }
-        net.load_state_dict(state)
-    except (KeyError, RuntimeError, ValueError) as err:
-        raise CheckpointError(
-            f"{path}: does not match the model it describes ({type(err).__name__}: "
-            f"{str(err).splitlines()[0]})"
-        ) from err
-    return net.eval(), hparams
-
-
-def find_checkpoint(folder: str | os.PathLike = "checkpoints") -> Path:
-    """The newest ``best*.ckpt`` in ``folder`` (else the newest ``*.ckpt``)."""
-    folder = Path(folder)
-    for pattern in ("best*.ckpt", "*.ckpt"):
-        found = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime)
-        if found:
-            return found[-1]
-    raise CheckpointError(
-        f"{folder}: no checkpoint found; train one with `make train` or pass --checkpoint"
-    )
-
-
 class Tagger:
     """A trained model ready to tag audio.
 
     Args:
         model: the network (run with PyTorch on ``device``), or any :class:`Runner` (e.g. an
             :class:`OnnxRunner`): windowing, batching and aggregation are the same for all.
-        hparams: the checkpoint's hyperparameters (label names, feature statistics, frontend).
+        spec: what the model is (labels, feature statistics, input); a checkpoint's saved
+            hyperparameters are accepted too and read as a spec.
         device: where a network runs (ignored for a runner).
         batch_size: windows per forward pass.
         overlap: fraction of a window shared by consecutive windows.
@@ -143,7 +85,7 @@ class Tagger:
     def __init__(
         self,
         model: TaggerNet | Runner,
-        hparams: dict[str, Any],
+        spec: TaggerSpec | Mapping[str, Any],
         device: str | torch.device = "cpu",
         batch_size: int = 16,
         overlap: float = 0.5,
@@ -154,17 +96,17 @@ class Tagger:
             TorchRunner(model, self.device) if isinstance(model, nn.Module) else model
         )
         self.net = getattr(self.runner, "net", None)  # the nn.Module, when PyTorch runs it
-        self.hparams = hparams
+        self.spec = spec if isinstance(spec, TaggerSpec) else TaggerSpec.from_hparams(spec)
         self.batch_size = batch_size
-        self.sample_rate = int(hparams["sample_rate"])
-        self.window = int(round(float(hparams.get("crop_seconds", 3.0)) * self.sample_rate))
+        self.sample_rate = self.spec.sample_rate
+        self.window = self.spec.window_samples
         self.hop = max(int(self.window * (1.0 - overlap)), 1)
         self.max_windows = max_windows
-        self._mean = torch.tensor(hparams["feature_mean"], dtype=torch.float32)
-        self._std = torch.tensor(hparams["feature_std"], dtype=torch.float32)
+        self._mean = torch.tensor(self.spec.feature_mean, dtype=torch.float32)
+        self._std = torch.tensor(self.spec.feature_std, dtype=torch.float32)
         # A regression head can overshoot; report values inside each feature's valid range.
         inf = float("inf")
-        ranges = [FEATURE_RANGES.get(n, (-inf, inf)) for n in hparams.get("feature_names") or []]
+        ranges = [FEATURE_RANGES.get(n, (-inf, inf)) for n in self.spec.feature_names]
         self._low = torch.tensor([r[0] for r in ranges], dtype=torch.float32)
         self._high = torch.tensor([r[1] for r in ranges], dtype=torch.float32)
 
@@ -173,8 +115,8 @@ class Tagger:
         cls, path: str | os.PathLike, device: str | torch.device = "cpu", **kwargs: Any
     ) -> Tagger:
         """A tagger running a Lightning checkpoint with PyTorch."""
-        net, hparams = load_network(path)
-        return cls(net, hparams, device=device, **kwargs)
+        net, spec = load_network(path)
+        return cls(net, spec, device=device, **kwargs)
 
     @classmethod
     def from_onnx(
@@ -197,10 +139,7 @@ class Tagger:
         """Window starts (samples) for ``n_samples`` of audio; ``max_windows`` keeps that many,
         evenly spread from the first to the last."""
         starts = window_starts(n_samples, self.window, self.hop)
-        if max_windows is not None and len(starts) > max_windows:
-            picks = torch.linspace(0, len(starts) - 1, max_windows).round().long().tolist()
-            starts = [starts[i] for i in picks]
-        return starts
+        return [starts[i] for i in spread_evenly(len(starts), max_windows)]
 
     def cut(self, wave: torch.Tensor, starts: Sequence[int]) -> torch.Tensor:
         """(len(starts), window) windows of a (samples,) waveform; audio no longer than a window
@@ -257,7 +196,7 @@ class Tagger:
         windows: int,
         start: float = 0.0,
     ) -> ClipPrediction:
-        hp = self.hparams
+        spec = self.spec
 
         def ranked(key: str, names: Sequence[str]) -> list[tuple[str, float]]:
             if key not in outputs:
@@ -267,15 +206,15 @@ class Tagger:
 
         features = {}
         if "features" in outputs:
-            features = dict(zip(hp["feature_names"], outputs["features"].tolist(), strict=True))
+            features = dict(zip(spec.feature_names, outputs["features"].tolist(), strict=True))
         return ClipPrediction(
             path=path,
             duration=duration,
             windows=windows,
-            genre=ranked("genre", hp["genre_names"]),
-            mood=ranked("mood", hp["mood_names"]),
+            genre=ranked("genre", spec.genre_names),
+            mood=ranked("mood", spec.mood_names),
             features=features,
-            tags=ranked("tags", hp.get("tag_names") or []),
+            tags=ranked("tags", spec.tag_names),
             start=start,
         )
 

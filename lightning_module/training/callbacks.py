@@ -33,6 +33,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from torchmetrics.functional import pearson_corrcoef, r2_score
 
 from datamodules.schema import FEATURE_UNITS, IGNORE_INDEX, spread_evenly
+from lightning_module.model.spec import TaggerSpec
 
 #: Hyperparameters too long to be useful as HParams columns (label lists, feature statistics).
 HPARAM_SKIP = {"feature_mean", "feature_std", "genre_names", "mood_names", "feature_names"}
@@ -149,9 +150,9 @@ class TensorBoardStory(pl.Callback):
         self._reset()
         if not self._active(trainer):
             return
-        hp = pl_module.hparams
+        spec = TaggerSpec.from_hparams(pl_module.hparams)
         for task in ("genre", "mood"):
-            n = len(hp[f"{task}_names"])
+            n = len(spec.names(task))
             if n > 1 and task not in self.confusion:
                 self.confusion[task] = MulticlassConfusionMatrix(
                     n, normalize="true", ignore_index=IGNORE_INDEX
@@ -203,30 +204,30 @@ class TensorBoardStory(pl.Callback):
     ) -> None:
         writer = trainer.logger.experiment
         step = trainer.global_step
-        hp = pl_module.hparams
+        spec = TaggerSpec.from_hparams(pl_module.hparams)
         epoch = f"epoch {trainer.current_epoch}"
         for task, matrix in matrices.items():
             fig = confusion_figure(
-                matrix, list(hp[f"{task}_names"]), f"{task} (rows: true class, normalised), {epoch}"
+                matrix, list(spec.names(task)), f"{task} (rows: true class, normalised), {epoch}"
             )
             writer.add_image(f"val_confusion/{task}", figure_to_array(fig), step, dataformats="HWC")
-        self._log_scatter(writer, step, hp)
+        self._log_scatter(writer, step, spec)
         self._log_clips(writer, step, trainer, pl_module)
-        self._collect_projector(trainer, hp)
+        self._collect_projector(trainer, spec)
         last = trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
         if (trainer.current_epoch + 1) % self.projector_every_n_epochs == 0 or last:
             self._write_projector(writer)
 
     # -- pictures ---------------------------------------------------------------------------------
-    def _log_scatter(self, writer: Any, step: int, hp: Mapping[str, Any]) -> None:
+    def _log_scatter(self, writer: Any, step: int, spec: TaggerSpec) -> None:
         if not self._pred:
             return
         pred, target, mask = torch.cat(self._pred), torch.cat(self._target), torch.cat(self._mask)
-        mean = torch.tensor(hp["feature_mean"], dtype=torch.float32)
-        std = torch.tensor(hp["feature_std"], dtype=torch.float32)
+        mean = torch.tensor(spec.feature_mean, dtype=torch.float32)
+        std = torch.tensor(spec.feature_std, dtype=torch.float32)
         pred, target = pred * std + mean, target * std + mean  # z-scores → natural units
         generator = torch.Generator().manual_seed(0)  # the same subset of points every epoch
-        for j, name in enumerate(hp["feature_names"]):
+        for j, name in enumerate(spec.feature_names):
             rows = mask[:, j]
             if int(rows.sum()) < 2:
                 continue
@@ -256,7 +257,7 @@ class TensorBoardStory(pl.Callback):
         clips = self._fixed_clips(trainer)
         if not clips:
             return
-        hp = pl_module.hparams
+        spec = TaggerSpec.from_hparams(pl_module.hparams)
         audio = torch.stack([clip["audio"] for clip in clips]).to(pl_module.device)
         net = pl_module.net
         specs = net.frontend(audio)[:, 0].float().cpu()
@@ -264,26 +265,26 @@ class TensorBoardStory(pl.Callback):
         for i, clip in enumerate(clips):
             parts = []
             for task in ("genre", "mood"):
-                names = list(hp[f"{task}_names"])
+                names = list(spec.names(task))
                 if task in out and names:
                     guess = out[task][i].float().softmax(-1)
                     k = int(guess.argmax())
                     truth = _name(names, int(clip[task]))
                     parts.append(f"{task} {truth} → {names[k]} {float(guess[k]):.2f}")
             title = f"clip {i}: " + "; ".join(parts)
-            fig = logmel_figure(specs[i], int(hp["sample_rate"]), int(hp["hop_length"]), title)
+            fig = logmel_figure(specs[i], spec.sample_rate, spec.hop_length, title)
             writer.add_image(f"val_clips/logmel/{i}", figure_to_array(fig), step, dataformats="HWC")
             if not self._audio_logged:
                 writer.add_audio(
                     f"val_clips/audio/{i}",
                     clip["audio"][None].float().clamp(-1, 1),
                     step,
-                    sample_rate=int(hp["sample_rate"]),
+                    sample_rate=spec.sample_rate,
                 )
         self._audio_logged = True
 
     # -- projector --------------------------------------------------------------------------------
-    def _collect_projector(self, trainer: pl.Trainer, hp: Mapping[str, Any]) -> None:
+    def _collect_projector(self, trainer: pl.Trainer, spec: TaggerSpec) -> None:
         if not self._rows:
             return
         rows, embeddings = torch.cat(self._rows), torch.cat(self._embeddings)
@@ -296,8 +297,8 @@ class TensorBoardStory(pl.Callback):
         ids = list(getattr(self._val_dataset(trainer), "track_ids", None) or [])
         metadata = [
             [
-                _name(list(hp["genre_names"]), int(genre)),
-                _name(list(hp["mood_names"]), int(mood)),
+                _name(list(spec.genre_names), int(genre)),
+                _name(list(spec.mood_names), int(mood)),
                 str(ids[row]) if row < len(ids) else str(row),
             ]
             for (genre, mood), row in zip(clip_labels.tolist(), unique.tolist(), strict=True)

@@ -2,33 +2,76 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
+from pytorch_lightning import Callback, Trainer
+from pytorch_lightning.callbacks import (
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ModelSummary,
+    ProgressBar,
+    TQDMProgressBar,
+)
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from datamodules.loading.datamodule import MusicDataModule
+from datamodules.schema import TASK_FIELDS
 from lightning_module.inference.tagger import CheckpointError
+from lightning_module.model.backbones.registry import dictated_changes
+from lightning_module.training.callbacks import TensorBoardStory
 from lightning_module.training.module import MusicTagger
+
+log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "train.yaml"
-#: Read from the data module once it is built (it reads the manifest) and passed to the model.
-TASK_LINKS = (
-    "genre_names",
-    "mood_names",
-    "feature_names",
-    "feature_mean",
-    "feature_std",
-    "tag_names",
-)
+#: Steps between progress-bar refreshes: often enough to watch, rare enough for a log file.
+PROGRESS_REFRESH = 10
+
+
+#: Callbacks every run has, each under its own config key, so a recipe overlay states only what
+#: differs (``checkpoint: {dirpath: checkpoints/real}``) instead of repeating the callback list.
+FORCED_CALLBACKS: dict[str, tuple[type[Callback], dict[str, Any]]] = {
+    # The best checkpoint by validation loss, and last.ckpt at every validation.
+    "checkpoint": (
+        ModelCheckpoint,
+        {
+            "dirpath": "checkpoints",
+            "filename": "best-{epoch:03d}",
+            "monitor": "val/loss",
+            "mode": "min",
+            "save_top_k": 1,
+            "save_last": True,
+            "enable_version_counter": False,
+        },
+    ),
+    # last.ckpt every N steps as well, so a kill mid-epoch loses at most N steps (same folder).
+    "periodic_checkpoint": (
+        ModelCheckpoint,
+        {
+            "save_top_k": 0,
+            "save_last": True,
+            "every_n_train_steps": 200,
+            "enable_version_counter": False,
+        },
+    ),
+    "lr_monitor": (LearningRateMonitor, {"logging_interval": "step"}),
+    "tensorboard_story": (TensorBoardStory, {"n_clips": 4, "projector_every_n_epochs": 5}),
+}
 
 
 class TaggerCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        for key, (callback, defaults) in FORCED_CALLBACKS.items():
+            parser.add_lightning_class_args(callback, key)
+            parser.set_defaults({f"{key}.{name}": value for name, value in defaults.items()})
+        parser.link_arguments("checkpoint.dirpath", "periodic_checkpoint.dirpath")
         parser.add_argument(
             "--ckpt_path",
             type=str | None,
@@ -43,8 +86,35 @@ class TaggerCLI(LightningCLI):
         )
         parser.link_arguments("data.sample_rate", "model.sample_rate")
         parser.link_arguments("data.crop_seconds", "model.crop_seconds")
-        for name in TASK_LINKS:
+        for name in TASK_FIELDS:  # read from the data module once it has read the manifest
             parser.link_arguments(f"data.{name}", f"model.{name}", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        """Write what the chosen backbone dictates (musicnn: its input) into the config, so the
+        config LightningCLI saves agrees with the checkpoint's hyperparameters."""
+        model = self.config.model
+        changed = dictated_changes(model.backbone, model.as_dict())
+        for key, value in changed.items():
+            if key == "sample_rate":
+                continue  # dictated_changes refuses a different rate: it comes from the data
+            log.info("%s backbone: model.%s=%s", model.backbone, key, value)
+            setattr(model, key, value)
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
+        """The progress bar (tqdm, refreshed every ``PROGRESS_REFRESH`` steps) and the model
+        summary chosen explicitly: Lightning would silently switch both to Rich when an extra
+        installs ``rich``, and Rich writes nothing to a redirected log until the run ends."""
+        listed = [*callbacks, *(config.get("callbacks") or [])]
+        if config.get("enable_progress_bar", True) is not False and not any(
+            isinstance(c, ProgressBar) for c in listed
+        ):
+            callbacks = [*callbacks, TQDMProgressBar(refresh_rate=PROGRESS_REFRESH)]
+        # The model summary too: plain text, not Rich's table (same silent switch).
+        if config.get("enable_model_summary", True) is not False and not any(
+            isinstance(c, ModelSummary) for c in listed
+        ):
+            callbacks = [*callbacks, ModelSummary()]
+        return super()._instantiate_trainer(config, callbacks)
 
 
 def use_tensorboard_without_tensorflow() -> None:

@@ -43,8 +43,8 @@ def test_export_writes_a_valid_model_with_dynamic_axes_and_metadata(
     outputs = [o.name for o in model.graph.output]
     assert outputs == ["genre", "mood", "features", "embedding"]  # no tag head in this model
     meta = {p.key: p.value for p in model.metadata_props}
-    _, hparams = load_network(trained_checkpoint)
-    assert json.loads(meta[ONNX_HPARAMS_KEY])["genre_names"] == hparams["genre_names"]
+    _, spec = load_network(trained_checkpoint)
+    assert json.loads(meta[ONNX_HPARAMS_KEY])["genre_names"] == list(spec.genre_names)
     # the frontend is inside: the graph computes the STFT itself
     assert any(node.op_type == "STFT" for node in model.graph.node)
 
@@ -53,7 +53,7 @@ def test_export_writes_a_valid_model_with_dynamic_axes_and_metadata(
 def test_onnxruntime_matches_pytorch(
     exported: Path, trained_checkpoint: Path, batch: int, seconds: float
 ) -> None:
-    net, hparams = load_network(trained_checkpoint)
+    net, spec = load_network(trained_checkpoint)
     rng = np.random.default_rng(batch)
     genres = ["rock", "jazz", "classical", "hiphop", "folk"]
     wave = torch.stack(

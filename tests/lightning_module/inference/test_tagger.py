@@ -132,17 +132,17 @@ def test_timeline_one_prediction_per_window(tagger: Tagger, library: Path, tmp_p
 def test_csv_and_jsonl_writers(tagger: Tagger, library: Path) -> None:
     prediction = tagger.predict_file(library / "b_jazz.flac")
     stream = io.StringIO()
-    writer = PredictionWriter(stream, "csv", tagger.hparams)
+    writer = PredictionWriter(stream, "csv", tagger.spec)
     writer.write(prediction)
     (row,) = list(csv.DictReader(io.StringIO(stream.getvalue())))
-    assert list(row) == prediction_columns(tagger.hparams)
+    assert list(row) == prediction_columns(tagger.spec)
     assert row["genre"] == prediction.genre[0][0]
-    assert sum(float(row[f"genre:{g}"]) for g in tagger.hparams["genre_names"]) == pytest.approx(
+    assert sum(float(row[f"genre:{g}"]) for g in tagger.spec.genre_names) == pytest.approx(
         1.0, abs=1e-3
     )
     assert float(row["tempo"]) == pytest.approx(prediction.features["tempo"], abs=1e-3)
     stream = io.StringIO()
-    PredictionWriter(stream, "jsonl", tagger.hparams, top=2).write(prediction)
+    PredictionWriter(stream, "jsonl", tagger.spec, top=2).write(prediction)
     record = json.loads(stream.getvalue())
     assert record["path"] == str(library / "b_jazz.flac") and len(record["genre"]) == 2
 

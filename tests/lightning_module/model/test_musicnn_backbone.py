@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from datamodules.manifest import read_manifest
 from lightning_module.inference.tagger import Tagger
@@ -132,6 +133,12 @@ def test_fine_tune_from_pretrained_through_the_cli(
     )
     assert cli.trainer.global_step == 1
     assert cli.model.hparams.n_mels == 96 and cli.model.hparams.compression == "log1p"
+    # The config LightningCLI saved agrees with the checkpoint's hyperparameters.
+    config = yaml.safe_load(next((tmp_path / "logs").rglob("config.yaml")).read_text())
+    saved = {**config["model"], "sample_rate": config["data"]["sample_rate"]}  # linked from data
+    for key, value in MUSICNN_FRONTEND.items():
+        assert saved[key] == value == cli.model.hparams[key], key
+    assert saved["embed_dim"] == cli.model.hparams.embed_dim == 200
     assert torch.isfinite(cli.trainer.callback_metrics["val/tag_loss"])
     # Through the Trainer (which never calls train()), the frozen front-end keeps its pretrained
     # weights and BatchNorm statistics; the mid-end learned.

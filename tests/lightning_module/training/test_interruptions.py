@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from lightning_module.training.checkpoint_io import TEMP_MARK, atomic_torch_save
-from lightning_module.training.cli import DEFAULT_CONFIG
+from lightning_module.training.cli import FORCED_CALLBACKS
 from tests.conftest import REPO_ROOT, run_training, tiny_train_args
 
 PROBES = "tests.lightning_module.training.train_probes"
@@ -26,14 +26,10 @@ EVERY_N_STEPS = 2
 
 def _config_with_step_checkpoints(tmp_path: Path) -> Path:
     """The real default config, with the periodic last.ckpt every 2 steps instead of 200."""
-    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    periodic = [
-        c for c in config["trainer"]["callbacks"] if c["init_args"].get("every_n_train_steps")
-    ]
-    assert len(periodic) == 1, "configs/train.yaml lost its periodic last.ckpt callback"
-    periodic[0]["init_args"]["every_n_train_steps"] = EVERY_N_STEPS
+    periodic = FORCED_CALLBACKS["periodic_checkpoint"]
+    assert periodic[1].get("every_n_train_steps"), "the CLI lost its periodic last.ckpt callback"
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({"trainer": {"callbacks": config["trainer"]["callbacks"]}}))
+    path.write_text(yaml.safe_dump({"periodic_checkpoint": {"every_n_train_steps": EVERY_N_STEPS}}))
     return path
 
 

@@ -1,0 +1,82 @@
+"""Open a trained model safely: Lightning checkpoints without executing pickled code
+(``torch.load(weights_only=True)``), rebuilt as the pure network described by their
+:class:`~lightning_module.model.spec.TaggerSpec`."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lightning_module.inference.runners import OnnxModelError
+from lightning_module.model.network import TaggerNet, build_network
+from lightning_module.model.spec import TaggerSpec
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message is one line naming the file."""
+
+
+#: Errors that mean "this model file cannot be used" (a checkpoint or an ONNX export).
+ModelError = (CheckpointError, OnnxModelError)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a Lightning checkpoint safely: tensors and plain containers only, never pickled code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
+        raise CheckpointError(
+            f"{path}: refused to load: it holds objects other than tensors and plain "
+            f"values ({first})"
+        ) from err
+    except Exception as err:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__})") from err
+    if (
+        not isinstance(checkpoint, dict)
+        or "state_dict" not in checkpoint
+        or "hyper_parameters" not in checkpoint
+    ):
+        raise CheckpointError(
+            f"{path}: not a MusicTagger checkpoint (no state_dict/hyper_parameters)"
+        )
+    return checkpoint
+
+
+def load_network(path: str | os.PathLike) -> tuple[TaggerNet, TaggerSpec]:
+    """The network (eval mode, CPU) and spec of a checkpoint, loaded safely."""
+    checkpoint = load_checkpoint(path)
+    try:
+        spec = TaggerSpec.from_hparams(checkpoint["hyper_parameters"])
+        net = build_network(spec)
+        state = {
+            k.removeprefix("net."): v
+            for k, v in checkpoint["state_dict"].items()
+            if k.startswith("net.")
+        }
+        net.load_state_dict(state)
+    except (KeyError, RuntimeError, ValueError, TypeError) as err:
+        raise CheckpointError(
+            f"{path}: does not match the model it describes ({type(err).__name__}: "
+            f"{str(err).splitlines()[0]})"
+        ) from err
+    return net.eval(), spec
+
+
+def find_checkpoint(folder: str | os.PathLike = "checkpoints") -> Path:
+    """The newest ``best*.ckpt`` in ``folder`` (else the newest ``*.ckpt``)."""
+    folder = Path(folder)
+    for pattern in ("best*.ckpt", "*.ckpt"):
+        found = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime)
+        if found:
+            return found[-1]
+    raise CheckpointError(
+        f"{folder}: no checkpoint found; train one with `make train` or pass --checkpoint"
+    )

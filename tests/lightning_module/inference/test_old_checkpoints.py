@@ -1,0 +1,54 @@
+"""A checkpoint written before the typed spec (format 1, no ``format_version``) still loads and
+predicts exactly what the code of its time predicted (fixture made by
+``tests/fixtures/make_v1_fixture.py`` in a checkout of that code)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lightning_module.inference.checkpoint import load_checkpoint
+from lightning_module.inference.tagger import Tagger
+from lightning_module.model.spec import FORMAT_VERSION, TaggerSpec, upgrade
+from tests.conftest import REPO_ROOT
+
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
+CKPT = FIXTURES / "v1_tiny.ckpt"
+CLIP = FIXTURES / "v1_tiny_clip.flac"
+
+
+def test_the_fixture_is_a_format_1_checkpoint() -> None:
+    hparams = load_checkpoint(CKPT)["hyper_parameters"]
+    assert "format_version" not in hparams
+    assert TaggerSpec.from_hparams(hparams).format_version == FORMAT_VERSION
+
+
+def test_a_format_1_checkpoint_predicts_what_it_predicted() -> None:
+    expected = json.loads((FIXTURES / "v1_tiny_expected.json").read_text())
+    tagger = Tagger.from_checkpoint(CKPT)
+    assert tagger.predict_file(CLIP).to_dict() == expected["prediction"]
+    assert [w.to_dict() for w in tagger.timeline(CLIP)] == expected["timeline"]
+
+
+def test_upgrade_fills_what_format_1_lacked_and_refuses_the_future() -> None:
+    old = {"sample_rate": 16000, "genre_names": ["a"], "mel_scale": None}
+    hp = upgrade(old)
+    assert (hp["mel_norm"], hp["mel_scale"], hp["tag_names"], hp["channels_last"]) == (
+        None,
+        "htk",
+        [],
+        False,
+    )
+    assert hp["format_version"] == FORMAT_VERSION
+    with pytest.raises(ValueError, match="newer than this code"):
+        upgrade({**old, "format_version": FORMAT_VERSION + 1})
+
+
+def test_spec_round_trips_through_plain_hparams() -> None:
+    spec = TaggerSpec.from_hparams(load_checkpoint(CKPT)["hyper_parameters"])
+    again = TaggerSpec.from_hparams(spec.to_hparams())
+    assert again == spec
+    assert spec.window_samples == 32000 and spec.genre_names == ("classical", "jazz", "rock")
+    torch.testing.assert_close(torch.tensor(spec.feature_std[-2:]), torch.tensor([25.0, 4.0]))
