@@ -16,7 +16,7 @@ from pathlib import Path
 # threads sleep instead of spinning, which on a busy machine is several times faster.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from lightning_module.benchmark import (  # noqa: E402
+from lightning_module.benchmark.core import (  # noqa: E402
     BenchmarkConfig,
     format_table,
     quiet_lightning,

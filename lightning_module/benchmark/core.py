@@ -54,7 +54,7 @@ from lightning_module.inference.tagger import Tagger
 from lightning_module.model.frontend import LogMel
 from lightning_module.training.module import MusicTagger
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "train.yaml"
 PREDICT_SCRIPT = REPO_ROOT / "scripts" / "predict_clip.py"
 #: Model settings that are not read from the config's ``model`` section.

@@ -4,7 +4,6 @@ the network, the loss and the metrics live in their own modules)."""
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, Literal
 
 import pytorch_lightning as pl
@@ -20,7 +19,7 @@ from lightning_module.model.losses import MultiTaskLoss
 from lightning_module.model.network import build_network
 from lightning_module.model.spec import FORMAT_VERSION, TaggerSpec
 from lightning_module.training.metrics import SplitMetrics
-from lightning_module.training.schedule import warmup_cosine
+from lightning_module.training.optim import adamw_warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -188,21 +187,7 @@ class MusicTagger(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        decay, no_decay = [], []
-        for name, param in self.named_parameters():
-            (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": hp.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=hp.lr,
-        )
         total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total) or total <= 1:
-            return {"optimizer": optimizer}
-        scheduler = warmup_cosine(optimizer, int(total), hp.warmup_fraction)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        return adamw_warmup_cosine(
+            self.named_parameters(), hp.lr, hp.weight_decay, hp.warmup_fraction, total
+        )

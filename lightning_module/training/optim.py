@@ -1,10 +1,14 @@
-"""The learning-rate schedule: linear warm-up, then cosine decay to 2 % of the peak."""
+"""The optimiser: AdamW (no decay on biases and norms) with a linear warm-up, then cosine decay
+to 2 % of the peak learning rate, stepped every batch."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import Any
 
 import torch
+from torch import nn
 
 #: The schedule ends at this fraction of the peak learning rate.
 FINAL_FRACTION = 0.02
@@ -27,3 +31,28 @@ def warmup_cosine(
         return FINAL_FRACTION + (1 - FINAL_FRACTION) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def adamw_warmup_cosine(
+    named_parameters: Iterable[tuple[str, nn.Parameter]],
+    lr: float,
+    weight_decay: float,
+    warmup_fraction: float,
+    total_steps: float,
+) -> dict[str, Any]:
+    """What ``configure_optimizers`` returns: AdamW whose weight decay skips biases and norm
+    weights, and :func:`warmup_cosine` over ``total_steps`` (none when that is unknown)."""
+    decay, no_decay = [], []
+    for name, param in named_parameters:
+        (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=lr,
+    )
+    if not math.isfinite(total_steps) or total_steps <= 1:
+        return {"optimizer": optimizer}
+    scheduler = warmup_cosine(optimizer, int(total_steps), warmup_fraction)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
