@@ -12,6 +12,13 @@ Columns
     <features>   optional floats, natural units (see ``FEATURE_RANGES``)
     tag_<name>   optional soft targets in [0, 1] (teacher tags)
     source       which importer wrote the row
+    provenance_<feature>  where that row's feature value came from: ``human`` (listener
+                 annotations, e.g. GTZAN tempo, 4Q arousal/valence signs), ``table`` (a feature
+                 table, e.g. Echo Nest / Spotify values), ``synthetic`` (exact by construction) or
+                 ``teacher:<name>`` (an offline analyser or model); absent: inferred from
+                 ``source`` (``synthetic`` rows are synthetic, the rest ``table``)
+    teacher_<feature>  the teacher's own value, kept even where a human/table value wins, so
+                 evaluation can score the teacher against the ground truth
 """
 
 from __future__ import annotations
@@ -39,6 +46,10 @@ TEXT_COLUMNS: tuple[str, ...] = (
 )
 COLUMNS: tuple[str, ...] = (*TEXT_COLUMNS, *FEATURES)
 TAG_PREFIX = "tag_"
+PROVENANCE_PREFIX = "provenance_"
+TEACHER_PREFIX = "teacher_"
+#: Provenance of values no teacher may overwrite.
+GROUND_TRUTH: tuple[str, ...] = ("human", "table", "synthetic")
 
 
 class ManifestError(ValueError):
@@ -48,6 +59,22 @@ class ManifestError(ValueError):
 def tag_columns(columns: Iterable[str]) -> list[str]:
     """The ``tag_<name>`` soft-target columns present, in their original order."""
     return [c for c in columns if c.startswith(TAG_PREFIX)]
+
+
+def provenance_column(feature: str) -> str:
+    """The column saying where ``feature``'s values came from."""
+    return f"{PROVENANCE_PREFIX}{feature}"
+
+
+def feature_provenance(df: pd.DataFrame, feature: str) -> pd.Series:
+    """Per row, where its ``feature`` value came from (NA where it has none); see the module doc."""
+    has_value = df[feature].notna() if feature in df else pd.Series(False, index=df.index)
+    column = provenance_column(feature)
+    given = df[column].astype("string") if column in df else pd.Series(pd.NA, index=df.index)
+    source = df["source"].astype("string") if "source" in df else pd.Series("", index=df.index)
+    inferred = source.map(lambda s: "synthetic" if s == "synthetic" else "table")
+    result = given.fillna(inferred).astype("string")
+    return result.where(has_value, pd.NA)
 
 
 def empty_manifest() -> pd.DataFrame:

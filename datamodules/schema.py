@@ -45,7 +45,9 @@ class TaskSpec:
     """What the model is built for: label names and feature statistics, all plain values.
 
     ``feature_mean``/``feature_std`` are train-split statistics in natural units; the regression
-    head predicts standardised features and inference maps them back.
+    head predicts standardised features and inference maps them back. ``feature_sources`` and
+    ``train_sources`` say what the model learned from, so it never prints a feature it was not
+    trained on and says when it only ever heard synthetic audio.
     """
 
     genre_names: list[str] = field(default_factory=list)
@@ -54,6 +56,11 @@ class TaskSpec:
     feature_mean: list[float] = field(default_factory=lambda: [0.0] * len(FEATURES))
     feature_std: list[float] = field(default_factory=lambda: [1.0] * len(FEATURES))
     tag_names: list[str] = field(default_factory=list)
+    #: Per feature (in ``feature_names`` order): train rows with a value, by provenance
+    #: (``human``, ``table``, ``synthetic``, ``teacher:<name>``).
+    feature_sources: list[dict[str, int]] = field(default_factory=list)
+    #: Train rows by the manifest's ``source`` column (``synthetic`` for the demo set).
+    train_sources: dict[str, int] = field(default_factory=dict)
 
 
 #: The task spec's fields: the data module's attributes the CLI links into the model.

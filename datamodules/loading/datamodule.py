@@ -16,7 +16,14 @@ from torch.utils.data import DataLoader
 from datamodules.loading.augmentation import label_preserving_augment
 from datamodules.loading.cache import AudioCache, build_cache
 from datamodules.loading.dataset import CropDataset, Targets, TaskSpec
-from datamodules.manifest import FEATURES, ManifestError, label_names, read_manifest, tag_columns
+from datamodules.manifest import (
+    FEATURES,
+    ManifestError,
+    feature_provenance,
+    label_names,
+    read_manifest,
+    tag_columns,
+)
 from datamodules.schema import DEFAULT_CROP_SECONDS
 from datamodules.synthetic import ensure_synthetic
 
@@ -125,6 +132,14 @@ class MusicDataModule(pl.LightningDataModule):
             tag_names=[c.removeprefix("tag_") for c in tag_columns(df.columns)],
         )
         spec.feature_mean, spec.feature_std = feature_statistics(train, spec.feature_names)
+        spec.feature_sources = [
+            {k: int(v) for k, v in feature_provenance(train, f).value_counts().items()}
+            if f in train
+            else {}
+            for f in spec.feature_names
+        ]
+        sources = train["source"].fillna("unknown") if "source" in train else pd.Series(dtype=str)
+        spec.train_sources = {str(k): int(v) for k, v in sources.value_counts().items()}
         for column, names in (("genre", spec.genre_names), ("mood", spec.mood_names)):
             unknown = df[df[column].notna() & ~df[column].isin(names)]
             if not unknown.empty:
@@ -159,6 +174,14 @@ class MusicDataModule(pl.LightningDataModule):
     @property
     def tag_names(self) -> list[str]:
         return self.task.tag_names
+
+    @property
+    def feature_sources(self) -> list[dict[str, int]]:
+        return self.task.feature_sources
+
+    @property
+    def train_sources(self) -> dict[str, int]:
+        return self.task.train_sources
 
     # -- data -------------------------------------------------------------------------------------
     def prepare_data(self) -> None:

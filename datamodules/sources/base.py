@@ -44,8 +44,10 @@ from datamodules.builds import (  # noqa: F401 (re-exported for the sources)
 from datamodules.manifest import (
     FEATURE_RANGES,
     FEATURES,
+    GROUND_TRUTH,
     SPLITS,
     ManifestError,
+    provenance_column,
     read_manifest,
     write_manifest,
 )
@@ -110,6 +112,9 @@ class SourceConfig:
         save_every: write the manifest after this many new rows (a killed build loses at most
             these).
         progress: show tqdm progress bars.
+        feature_provenance: what this source's feature values are, written per value to
+            ``provenance_<feature>``: ``table`` (a feature table: Echo Nest, Spotify), ``human``
+            (listener annotations) or ``synthetic``.
     """
 
     name: str = ""
@@ -122,6 +127,14 @@ class SourceConfig:
     conflicts: str = "majority"
     save_every: int = 50
     progress: bool = True
+    feature_provenance: str = "table"
+
+    def __post_init__(self) -> None:
+        if self.feature_provenance not in GROUND_TRUTH:
+            raise SourceError(
+                f"feature_provenance must be one of {', '.join(GROUND_TRUTH)}, "
+                f"not {self.feature_provenance!r}"
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,6 +412,8 @@ def build_manifest(
                     )
                 value = None
             row[feature] = value
+            if value is not None:
+                row[provenance_column(feature)] = config.feature_provenance
         item.row = row
     items, conflict_skips, notes = merge_duplicates(listing.items, config.conflicts)
     skips += conflict_skips

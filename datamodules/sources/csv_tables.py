@@ -78,6 +78,7 @@ class CsvConfig(SourceConfig):
     download: DownloadConfig = field(default_factory=DownloadConfig)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if isinstance(self.tables, str | dict):
             self.tables = [self.tables]
         if not self.tables:

@@ -54,6 +54,7 @@ class FmaConfig(SourceConfig):
     use_fma_split: bool = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.audio_dir:
             raise SourceError("audio_dir is required (the fma_small or fma_medium folder)")
         if not (self.metadata_dir or self.tracks):

@@ -37,6 +37,7 @@ class FolderConfig(SourceConfig):
     id_prefix: str | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.root:
             raise SourceError("root is required (the folder with one subfolder per label)")
         if self.label_column not in ("genre", "mood"):

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from datamodules.audio import AUDIO_EXTENSIONS
 from datamodules.manifest import FEATURES, SPLITS
 from datamodules.sources.base import (
@@ -48,6 +50,8 @@ class LabelsConfig(SourceConfig):
         split_map: table split value -> train/val/test (e.g. ``training: train``).
         id_prefix: prefix added to the track id (e.g. ``gtzan:``).
         extensions: audio extensions searched when matching files by track id.
+        join: further tables (relative to ``root``) joined on the track id column, e.g. GTZAN's
+            ``tempo.csv`` beside its ``labels.csv``; their columns can then be mapped.
     """
 
     root: str = ""
@@ -58,8 +62,10 @@ class LabelsConfig(SourceConfig):
     split_map: dict[str, str] = field(default_factory=dict)
     id_prefix: str = ""
     extensions: list[str] = field(default_factory=lambda: list(AUDIO_EXTENSIONS))
+    join: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.root:
             raise SourceError("root is required (the folder the audio paths are relative to)")
         check_mapping_names(self.columns, MAPPABLE, self.features)
@@ -75,9 +81,11 @@ def list_items(config: LabelsConfig) -> Listing:
         raise SourceError(f"{root}: folder not found")
     table_path = Path(config.labels).expanduser() if config.labels else root / "labels.csv"
     table = read_table(table_path)
-    available = list(table.columns)
-    columns = {c: c for c in MAPPABLE if c != "split" and c in available}
+    columns = {c: c for c in MAPPABLE if c != "split" and c in table.columns}
     columns.update(config.columns)
+    for name in config.join:
+        table = _join(table, root / name, columns.get("track_id", "track_id"))
+    available = list(table.columns)
     features = config.features or {f: f for f in FEATURES if f in available}
     check_columns(table_path, available, columns, features, config.extra_columns)
     if "track_id" not in columns and "audio_path" not in columns:
@@ -112,6 +120,20 @@ def list_items(config: LabelsConfig) -> Listing:
     if not listing.items and not listing.skips:
         raise SourceError(f"{table_path}: no rows")
     return listing
+
+
+def _join(table: pd.DataFrame, path: Path, key: str) -> pd.DataFrame:
+    """``table`` with the columns of the table at ``path`` added by ``key`` (left join)."""
+    other = read_table(path)
+    if key not in other.columns or key not in table.columns:
+        raise SourceError(f"{path}: join needs a {key!r} column in both tables")
+    if other[key].duplicated().any():
+        first = other.loc[other[key].duplicated(), key].iloc[0]
+        raise SourceError(f"{path}: {key} {first!r} is listed twice")
+    clash = sorted(set(other.columns) & set(table.columns) - {key})
+    if clash:
+        raise SourceError(f"{path}: column(s) {', '.join(clash)} already in the labels table")
+    return table.merge(other, on=key, how="left")
 
 
 build = run_source(LabelsConfig, list_items, "labels")

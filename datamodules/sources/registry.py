@@ -20,6 +20,7 @@ SOURCES: dict[str, str] = {
     "csv": "datamodules.sources.csv_tables:build",
     "fma": "datamodules.sources.fma:build",
     "spotify": "datamodules.sources.spotify:build",
+    "features": "datamodules.sources.feature_teacher:build",
 }
 
 

@@ -93,6 +93,7 @@ class SpotifyConfig(SourceConfig):
     id_prefix: str = "spotify:"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.moods or not isinstance(self.moods, dict):
             raise SourceError("moods is required: a mapping mood -> list of playlist IDs or URLs")
         for mood, playlists in self.moods.items():

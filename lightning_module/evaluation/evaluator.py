@@ -29,7 +29,12 @@ import torch
 import torchaudio
 
 from datamodules.loading.cache import AudioCache, build_cache
-from datamodules.manifest import read_manifest
+from datamodules.manifest import (
+    GROUND_TRUTH,
+    TEACHER_PREFIX,
+    feature_provenance,
+    read_manifest,
+)
 from lightning_module.inference.tagger import Tagger, load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -127,16 +132,47 @@ def majority_scores(truth: Sequence[str], train_labels: Sequence[str]) -> dict[s
 
 
 def regression_scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """Pearson r and R² (None when undefined: fewer than 3 values or constant targets)."""
+    """Pearson r, Spearman ρ, R² and mean absolute error (None when undefined: fewer than 3
+    values or constant targets); rows where either side is missing are left out."""
+    from scipy.stats import spearmanr
     from sklearn.metrics import r2_score
 
+    both = np.isfinite(truth) & np.isfinite(pred)
+    truth, pred = truth[both], pred[both]
     if len(truth) < 3 or np.std(truth) == 0 or np.std(pred) == 0:
-        return {"n": len(truth), "pearson_r": None, "r2": None}
+        return {"n": len(truth), "pearson_r": None, "spearman": None, "r2": None, "mae": None}
     return {
         "n": len(truth),
         "pearson_r": float(np.corrcoef(truth, pred)[0, 1]),
+        "spearman": float(spearmanr(truth, pred).statistic),
         "r2": float(r2_score(truth, pred)),
+        "mae": float(np.abs(truth - pred).mean()),
     }
+
+
+def tempo_scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """Tempo Acc1 (within 4 %) and Acc2 (also of x2, x3, 1/2, 1/3), over rows with both."""
+    from datamodules.analysis.tempo import tempo_accuracy
+
+    both = np.isfinite(truth) & np.isfinite(pred) & (truth > 0)
+    hits = [
+        tempo_accuracy(float(p), float(t)) for t, p in zip(truth[both], pred[both], strict=True)
+    ]
+    if not hits:
+        return {"n": 0, "acc1": None, "acc2": None}
+    return {
+        "n": len(hits),
+        "acc1": float(np.mean([h[0] for h in hits])),
+        "acc2": float(np.mean([h[1] for h in hits])),
+    }
+
+
+def feature_scores(truth: np.ndarray, pred: np.ndarray, name: str) -> dict[str, Any]:
+    """:func:`regression_scores`, plus :func:`tempo_scores` for the tempo."""
+    scores = regression_scores(truth, pred)
+    if name == "tempo":
+        scores.update({k: v for k, v in tempo_scores(truth, pred).items() if k != "n"})
+    return scores
 
 
 def auc(signs: np.ndarray, scores: np.ndarray) -> float | None:
@@ -154,6 +190,7 @@ def sign_targets(df: pd.DataFrame, feature: str) -> pd.Series:
 
     4Q's arousal/valence signs arrive either as their own column (``arousal_sign``/``arousal``) or
     already mapped to weak 0/1 ``energy``/``valence`` targets by the importer; both mean the same.
+    Rows whose value a teacher filled in are not signs and are left out.
     """
     for column in SIGN_TARGETS[feature]:
         if column in df:
@@ -162,6 +199,9 @@ def sign_targets(df: pd.DataFrame, feature: str) -> pd.Series:
                 return np.sign(values)
     if feature in df:
         values = pd.to_numeric(df[feature], errors="coerce")
+        # Only labels, never a teacher's continuous values filled in beside them.
+        teacher = feature_provenance(df, feature).fillna("").str.startswith("teacher:")
+        values = values.where(~teacher.to_numpy(bool))
         distinct = values.dropna().unique()
         if len(distinct) == 2:
             return pd.Series(
@@ -384,19 +424,41 @@ class Evaluator:
     def _features(
         self, preds: Predictions, baselines: dict[str, Any], mask: np.ndarray
     ) -> dict[str, Any]:
+        """Per feature: the student against the ground truth (human, table or synthetic values),
+        against each teacher, and the teacher against the ground truth where both exist."""
         out: dict[str, Any] = {}
         rows = preds.rows
         for j, name in enumerate(self.spec.feature_names):
             entry: dict[str, Any] = {}
-            if name in rows:
+            predicted = preds.features[:, j]
+            if name in rows and np.isfinite(predicted[mask]).any():
                 target = pd.to_numeric(rows[name], errors="coerce").to_numpy(np.float64)
-                has = mask & np.isfinite(target)
-                if has.sum() >= 3:
-                    entry["cnn"] = regression_scores(target[has], preds.features[has, j])
+                provenance = feature_provenance(rows, name).fillna("").to_numpy(str)
+                truth = mask & np.isfinite(target) & np.isin(provenance, GROUND_TRUTH)
+                if truth.sum() >= 3:
+                    entry["cnn"] = feature_scores(target[truth], predicted[truth], name)
+                    entry["ground_truth"] = sorted(set(provenance[truth]))
+                teacher_column = f"{TEACHER_PREFIX}{name}"
+                if teacher_column in rows:
+                    teacher = pd.to_numeric(rows[teacher_column], errors="coerce").to_numpy(float)
+                    labelled = {p for p in provenance[mask] if p.startswith("teacher:")}
+                    label = sorted(labelled)[0] if labelled else "teacher"
+                    has = mask & np.isfinite(teacher)
+                    if has.sum() >= 3:
+                        entry["cnn_vs_teacher"] = {
+                            "teacher": label,
+                            **feature_scores(teacher[has], predicted[has], name),
+                        }
+                    both = truth & np.isfinite(teacher)
+                    if both.sum() >= 3:
+                        entry["teacher_vs_truth"] = {
+                            "teacher": label,
+                            **feature_scores(target[both], teacher[both], name),
+                        }
             if name in SIGN_TARGETS:
                 signs = sign_targets(rows, name).to_numpy(np.float64)
-                has = mask & np.isfinite(signs)
-                value = auc(signs[has], preds.features[has, j]) if has.any() else None
+                has = mask & np.isfinite(signs) & np.isfinite(predicted)
+                value = auc(signs[has], predicted[has]) if has.any() else None
                 if value is not None:
                     entry["auc_vs_sign"] = {"n": int(has.sum()), "cnn": value, "chance": 0.5}
                     key = f"{name}_sign"
@@ -405,6 +467,14 @@ class Evaluator:
                         positive = list(model.classes_).index("high")
                         scores = model.predict_proba(preds.descriptors[has])[:, positive]
                         entry["auc_vs_sign"]["baseline"] = auc(signs[has], scores)
+                    teacher_column = f"{TEACHER_PREFIX}{name}"
+                    if teacher_column in rows:
+                        teacher = pd.to_numeric(rows[teacher_column], errors="coerce")
+                        ok = has & np.isfinite(teacher.to_numpy(float))
+                        if ok.any():
+                            entry["auc_vs_sign"]["teacher"] = auc(
+                                signs[ok], teacher.to_numpy(float)[ok]
+                            )
             if entry:
                 out[name] = entry
         return out
@@ -560,12 +630,27 @@ def format_markdown(report: dict[str, Any]) -> str:
                     f"| {name} ROC-AUC vs sign (n={a['n']}) | {_f(a['cnn'])} | "
                     f"{_f(a.get('baseline'))} | | 0.500 |"
                 )
-            reg = scores.get("cnn")
-            if reg:
+            if a and a.get("teacher") is not None:
                 lines.append(
-                    f"| {name} Pearson r / R² (n={reg['n']}) | {_f(reg['pearson_r'])} / "
-                    f"{_f(reg['r2'])} | | | |"
+                    f"| {name} ROC-AUC vs sign, the teacher itself | {_f(a['teacher'])} | | | |"
                 )
+            for key, what in (
+                ("cnn", "CNN vs " + "/".join(scores.get("ground_truth", ["truth"]))),
+                ("cnn_vs_teacher", "CNN vs " + scores.get("cnn_vs_teacher", {}).get("teacher", "")),
+                (
+                    "teacher_vs_truth",
+                    scores.get("teacher_vs_truth", {}).get("teacher", "") + " vs truth",
+                ),
+            ):
+                reg = scores.get(key)
+                if reg and reg.get("pearson_r") is not None:
+                    tempo = (
+                        f"; Acc1 {_f(reg['acc1'])}, Acc2 {_f(reg['acc2'])}" if "acc1" in reg else ""
+                    )
+                    lines.append(
+                        f"| {name}: {what} (n={reg['n']}): r / ρ / MAE{tempo} | "
+                        f"{_f(reg['pearson_r'])} / {_f(reg['spearman'])} / {_f(reg['mae'])} | | | |"
+                    )
         lines.append("")
         for task in TASKS:
             scores = entry.get(task, {})

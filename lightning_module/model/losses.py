@@ -10,9 +10,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from datamodules.schema import IGNORE_INDEX
+from lightning_module.model.tempo import TempoTarget
 
 #: Loss names :class:`MultiTaskLoss` returns, the weighted total first.
-LOSS_NAMES: tuple[str, ...] = ("loss", "genre_loss", "mood_loss", "feature_loss", "tag_loss")
+LOSS_NAMES: tuple[str, ...] = (
+    "loss",
+    "genre_loss",
+    "mood_loss",
+    "feature_loss",
+    "tag_loss",
+    "tempo_loss",
+)
 
 
 def masked_cross_entropy(
@@ -47,13 +55,27 @@ def masked_soft_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tens
     return (loss * mask).sum() / mask.sum().clamp(min=1.0)
 
 
+def masked_soft_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, rows: torch.Tensor
+) -> torch.Tensor:
+    """Cross-entropy against a target distribution, over the rows where ``rows`` is true.
+
+    Shapes: logits, target (batch, classes); rows (batch,) bool.
+    """
+    if not rows.any():
+        return logits.sum() * 0.0
+    log_probs = F.log_softmax(logits[rows].float(), dim=-1)
+    return -(target[rows] * log_probs).sum(-1).mean()
+
+
 class MultiTaskLoss(nn.Module):
     """The weighted sum of every head's masked loss; a head the model lacks contributes 0.
 
     ``forward(out, batch)`` takes the network's outputs (``genre``/``mood`` logits, ``features``
     z-scores, ``tags`` logits, ``embedding``) and a batch from the data module (``genre``,
     ``mood``, ``features`` + ``feature_mask``, ``tags`` + ``tag_mask``) and returns every name of
-    :data:`LOSS_NAMES`, each a scalar tensor.
+    :data:`LOSS_NAMES`, each a scalar tensor. The tempo head learns a Gaussian bump around the
+    true BPM's log-spaced bin (``tempo``: where the batch keeps the tempo).
     """
 
     def __init__(
@@ -63,6 +85,8 @@ class MultiTaskLoss(nn.Module):
         feature_weight: float = 1.0,
         tag_weight: float = 1.0,
         label_smoothing: float = 0.0,
+        tempo_weight: float = 1.0,
+        tempo: TempoTarget | None = None,
     ) -> None:
         super().__init__()
         self.weights = {
@@ -70,8 +94,10 @@ class MultiTaskLoss(nn.Module):
             "mood_loss": mood_weight,
             "feature_loss": feature_weight,
             "tag_loss": tag_weight,
+            "tempo_loss": tempo_weight,
         }
         self.label_smoothing = label_smoothing
+        self.tempo = tempo
 
     def forward(
         self, out: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]
@@ -91,6 +117,15 @@ class MultiTaskLoss(nn.Module):
             "tag_loss": masked_soft_bce(out["tags"], batch["tags"], batch["tag_mask"])
             if "tags" in out
             else zero,
+            "tempo_loss": self._tempo_loss(out, batch) if "tempo" in out else zero,
         }
         total = sum(self.weights[k] * v for k, v in losses.items())
         return {"loss": total, **losses}
+
+    def _tempo_loss(
+        self, out: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]
+    ) -> torch.Tensor:
+        if self.tempo is None:
+            raise ValueError("the network has a tempo head but the loss has no tempo target")
+        bpm, rows = self.tempo.bpm(batch)
+        return masked_soft_cross_entropy(out["tempo"], self.tempo.bins.soft_targets(bpm), rows)

@@ -16,13 +16,15 @@ from lightning_module.model.backbones.registry import get_backbone
 from lightning_module.model.frontend import LogMel, SpecAugment
 from lightning_module.model.heads import MultiTaskHeads
 from lightning_module.model.spec import TaggerSpec
+from lightning_module.model.tempo import tempo_branch
 
 
 class TaggerNet(nn.Module):
     """Waveform in, every head out.
 
     Shapes: (batch, samples) float at ``sample_rate`` → dict of (batch, n) tensors (see
-    :class:`MultiTaskHeads`) plus ``"embedding"`` (batch, embed_dim).
+    :class:`MultiTaskHeads`) plus ``"embedding"`` (batch, embed_dim) and, with a tempo head,
+    ``"tempo"`` (batch, tempo_bins) logits (see ``model.tempo.TempoBranch``).
 
     ``channels_last`` stores the backbone's 4-D weights and the spectrogram in NHWC order, the
     layout tensor cores and oneDNN convolve fastest; it changes no value and no state-dict key.
@@ -35,22 +37,28 @@ class TaggerNet(nn.Module):
         backbone: nn.Module,
         heads: MultiTaskHeads,
         channels_last: bool = False,
+        tempo: nn.Module | None = None,
     ):
         super().__init__()
         self.frontend = frontend
         self.spec_augment = spec_augment
         self.backbone = backbone
         self.heads = heads
+        self.tempo = tempo
         self.channels_last = channels_last
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
 
     def forward(self, wave: torch.Tensor) -> dict[str, torch.Tensor]:
-        spec = self.spec_augment(self.frontend(wave))
+        mel = self.frontend(wave)
+        spec = self.spec_augment(mel)
         if self.channels_last:
             spec = spec.contiguous(memory_format=torch.channels_last)
         embedding = self.backbone(spec)
-        return {**self.heads(embedding), "embedding": embedding}
+        out = {**self.heads(embedding), "embedding": embedding}
+        if self.tempo is not None:  # from the unmasked log-mel: a time mask would fake onsets
+            out["tempo"] = self.tempo(mel)
+        return out
 
 
 def build_network(spec: TaggerSpec | Mapping[str, Any]) -> TaggerNet:
@@ -70,4 +78,5 @@ def build_network(spec: TaggerSpec | Mapping[str, Any]) -> TaggerNet:
             n_tags=len(spec.tag_names),
         ),
         channels_last=spec.channels_last,
+        tempo=tempo_branch(spec),
     )

@@ -16,7 +16,10 @@ from typing import Any
 #: 1: no ``format_version`` key; ``mel_norm``/``mel_scale``/``tag_names``/``channels_last`` may be
 #:    missing (written before they existed).
 #: 2: ``format_version`` recorded; every field of :class:`TaggerSpec` present.
-FORMAT_VERSION = 2
+#: 3: ``feature_sources`` / ``train_sources`` (what each feature was trained on) and the tempo
+#:    head (``tempo_bins``, ``tempo_min``, ``tempo_max``); older checkpoints have neither (their
+#:    provenance is unknown, and they have no tempo head).
+FORMAT_VERSION = 3
 
 #: Defaults of fields that version-1 checkpoints may lack: what the code did before they existed.
 _V1_DEFAULTS: dict[str, Any] = {
@@ -65,6 +68,10 @@ class TaggerSpec:
     Input: mono audio at ``sample_rate`` Hz, windows of ``crop_seconds``; log-mel with ``n_fft``,
     ``hop_length`` (samples), ``n_mels`` bands from ``f_min`` to ``f_max`` Hz, ``compression``
     (``db`` or ``log1p``), torchaudio ``mel_norm`` / ``mel_scale``.
+    Provenance: ``feature_sources`` (per feature: train rows by ``human`` / ``table`` /
+    ``synthetic`` / ``teacher:<name>``) and ``train_sources`` (train rows by manifest source);
+    empty for checkpoints older than format 3 (unknown). Tempo: a head of ``tempo_bins``
+    log-spaced bins from ``tempo_min`` to ``tempo_max`` BPM (0: none).
     """
 
     genre_names: tuple[str, ...] = ()
@@ -73,6 +80,11 @@ class TaggerSpec:
     feature_mean: tuple[float, ...] = ()
     feature_std: tuple[float, ...] = ()
     tag_names: tuple[str, ...] = ()
+    feature_sources: tuple[Mapping[str, int], ...] = ()
+    train_sources: Mapping[str, int] = field(default_factory=dict)
+    tempo_bins: int = 0
+    tempo_min: float = 30.0
+    tempo_max: float = 300.0
     sample_rate: int = 16000
     crop_seconds: float = 3.0
     n_fft: int = 512
@@ -110,6 +122,12 @@ class TaggerSpec:
         ):
             if name in values:
                 values[name] = _tuple(values[name])
+        if "feature_sources" in values:
+            values["feature_sources"] = tuple(
+                dict(s or {}) for s in values["feature_sources"] or ()
+            )
+        if "train_sources" in values:
+            values["train_sources"] = dict(values["train_sources"] or {})
         if "feature_names" in values:
             n = len(values["feature_names"])
             values.setdefault("feature_mean", (0.0,) * n)
@@ -121,6 +139,40 @@ class TaggerSpec:
     def to_hparams(self) -> dict[str, Any]:
         """Plain values (lists, not tuples) as stored in checkpoints and ONNX metadata."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    # -- what the model was trained on -----------------------------------------------------------
+    @property
+    def provenance_known(self) -> bool:
+        """False for checkpoints older than format 3, which did not record it."""
+        return len(self.feature_sources) == len(self.feature_names) and bool(self.feature_names)
+
+    @property
+    def trained_features(self) -> tuple[str, ...]:
+        """Features the model had training values for (all, when that was not recorded)."""
+        if not self.provenance_known:
+            return self.feature_names
+        return tuple(
+            name
+            for name, sources in zip(self.feature_names, self.feature_sources, strict=True)
+            if sum(sources.values()) > 0
+        )
+
+    def feature_basis(self, name: str) -> str:
+        """What feature ``name`` was trained on, in words: ``teacher:vibenet 540, human 90
+        (630 real clips)``; ``synthetic 480 (no real clips)``; ``not recorded``."""
+        if not self.provenance_known or name not in self.feature_names:
+            return "not recorded (checkpoint predates provenance)"
+        sources = self.feature_sources[self.feature_names.index(name)]
+        if not sources:
+            return "not trained"
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(sources.items(), key=lambda kv: -kv[1]))
+        real = sum(v for k, v in sources.items() if k != "synthetic")
+        return f"{parts} ({real} real clips)" if real else f"{parts} (no real clips)"
+
+    @property
+    def synthetic_only(self) -> bool:
+        """True when every training clip came from the synthetic demo set."""
+        return bool(self.train_sources) and set(self.train_sources) == {"synthetic"}
 
     @property
     def window_samples(self) -> int:

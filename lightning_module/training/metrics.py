@@ -18,6 +18,8 @@ from torchmetrics.regression import PearsonCorrCoef, R2Score
 
 from datamodules.schema import IGNORE_INDEX
 from lightning_module.model.losses import LOSS_NAMES
+from lightning_module.model.spec import TaggerSpec
+from lightning_module.model.tempo import TempoTarget, tempo_hits
 
 #: A teacher probability above this counts as a positive tag for the per-tag ROC-AUC.
 TEACHER_POSITIVE = 0.5
@@ -31,6 +33,8 @@ class SplitMetrics(nn.Module):
         feature_names: regression targets (R² and r on the standardised values).
         tag_names: teacher tags (ROC-AUC, binned with 200 thresholds: constant memory).
         with_losses: keep weighted means of the losses (eval splits; training logs its own).
+        tempo: where batches keep the tempo, for the tempo head's Acc1 / Acc2 (within 4 %; or of
+            an octave / a third), the standard tempo-estimation scores.
     """
 
     def __init__(
@@ -40,8 +44,13 @@ class SplitMetrics(nn.Module):
         feature_names: Sequence[str],
         tag_names: Sequence[str],
         with_losses: bool = True,
+        tempo: TempoTarget | None = None,
     ) -> None:
         super().__init__()
+        self.tempo = tempo
+        self.tempo_acc = nn.ModuleDict(
+            {"acc1": MeanMetric(), "acc2": MeanMetric()} if tempo is not None else {}
+        )
         self.feature_names = list(feature_names)
         self.tag_names = list(tag_names)
         classes: dict[str, nn.Module] = {}
@@ -70,6 +79,14 @@ class SplitMetrics(nn.Module):
         )
         self.losses = nn.ModuleDict({k: MeanMetric() for k in LOSS_NAMES} if with_losses else {})
 
+    @classmethod
+    def for_spec(
+        cls, spec: TaggerSpec, tempo: TempoTarget | None = None, with_losses: bool = True
+    ) -> SplitMetrics:
+        """The metrics of a model with this spec."""
+        names = (spec.genre_names, spec.mood_names, spec.feature_names, spec.tag_names)
+        return cls(*names, with_losses=with_losses, tempo=tempo)
+
     @torch.no_grad()
     def update(
         self,
@@ -96,6 +113,13 @@ class SplitMetrics(nn.Module):
             probs = out["tags"].detach().float().sigmoid()
             self.tags["auroc"].update(probs, target)
             self.tags["stats"].update(probs, target)
+        if self.tempo is not None and "tempo" in out:
+            bpm, rows = self.tempo.bpm(batch)
+            if rows.any():
+                estimate = self.tempo.bins.decode(out["tempo"][rows].detach().float().softmax(-1))
+                acc1, acc2 = tempo_hits(estimate, bpm[rows])
+                self.tempo_acc["acc1"].update(acc1.float())
+                self.tempo_acc["acc2"].update(acc2.float())
         if losses is not None and self.losses:
             weight = len(batch["audio"])
             for k, mean in self.losses.items():
@@ -122,6 +146,9 @@ class SplitMetrics(nn.Module):
             values[f"{split}/feature_r2_mean"] = torch.stack(
                 [torch.as_tensor(v) for v in r2]
             ).mean()
+        for k, mean in self.tempo_acc.items():
+            if mean.update_count:
+                values[f"{split}/tempo_{k}"] = mean.compute()
         values.update(self._tag_auc(split))
         self.reset()
         return values

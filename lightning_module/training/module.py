@@ -18,6 +18,7 @@ from lightning_module.model.backbones.registry import (
 from lightning_module.model.losses import MultiTaskLoss
 from lightning_module.model.network import build_network
 from lightning_module.model.spec import FORMAT_VERSION, TaggerSpec
+from lightning_module.model.tempo import tempo_target
 from lightning_module.training.metrics import SplitMetrics
 from lightning_module.training.optim import adamw_warmup_cosine
 
@@ -36,6 +37,9 @@ class MusicTagger(pl.LightningModule):
         feature_names: regression targets, in natural units; the head predicts z-scores.
         feature_mean, feature_std: train-split statistics used to standardise the targets.
         tag_names: teacher tags of the multi-label head (empty: no head).
+        feature_sources, train_sources: what the training rows were (see ``TaggerSpec``).
+        tempo_bins, tempo_min, tempo_max: a tempo head over log-spaced BPM bins (0: none), trained
+            on the ``tempo`` feature's rows; it then gives the predicted tempo.
         sample_rate, n_fft, hop_length, n_mels, f_min, f_max, compression: log-mel frontend.
         mel_norm, mel_scale: mel filterbank (torchaudio ``norm`` / ``mel_scale``).
         crop_seconds: window length the model is trained on; inference windows long audio with it.
@@ -49,7 +53,7 @@ class MusicTagger(pl.LightningModule):
             BatchNorm statistics (fine-tuning on little data; ~3.5x cheaper per musicnn step);
             ``backbone``: the whole backbone, only the heads learn (a linear probe).
         width, blocks, embed_dim, dropout: backbone size.
-        genre_weight, mood_weight, feature_weight, tag_weight: multi-task loss weights.
+        genre_weight, mood_weight, feature_weight, tag_weight, tempo_weight: loss weights.
         label_smoothing: for the classification losses.
         lr, weight_decay, warmup_fraction: AdamW, linear warm-up then cosine decay.
         channels_last: NHWC backbone weights and spectrograms (same values, same checkpoint keys).
@@ -65,6 +69,11 @@ class MusicTagger(pl.LightningModule):
         feature_mean: list[float] | None = None,
         feature_std: list[float] | None = None,
         tag_names: list[str] | None = None,
+        feature_sources: list[dict[str, int]] | None = None,
+        train_sources: dict[str, int] | None = None,
+        tempo_bins: int = 0,
+        tempo_min: float = 30.0,
+        tempo_max: float = 300.0,
         sample_rate: int = 16000,
         crop_seconds: float = DEFAULT_CROP_SECONDS,
         n_fft: int = 512,
@@ -89,6 +98,7 @@ class MusicTagger(pl.LightningModule):
         mood_weight: float = 1.0,
         feature_weight: float = 1.0,
         tag_weight: float = 1.0,
+        tempo_weight: float = 1.0,
         label_smoothing: float = 0.05,
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
@@ -101,9 +111,7 @@ class MusicTagger(pl.LightningModule):
         entry = get_backbone(backbone)
         if pretrained and entry.init_pretrained is None:
             raise ValueError(f"--model.pretrained needs --model.backbone musicnn, not {backbone!r}")
-        changed = dictated_changes(backbone, self.hparams)
-        if changed:
-            log.info("%s backbone: %s", backbone, ", ".join(f"{k}={v}" for k, v in changed.items()))
+        changed = dictated_changes(backbone, self.hparams, log)
         # Complete, plain, versioned values: the checkpoint alone rebuilds the model.
         spec = TaggerSpec.from_hparams({**self.hparams, **changed})
         self.hparams.update({**changed, **spec.to_hparams(), "format_version": FORMAT_VERSION})
@@ -116,15 +124,14 @@ class MusicTagger(pl.LightningModule):
             tag_head = heads["tags"] if "tags" in heads else None  # noqa: SIM401 (ModuleDict)
             entry.init_pretrained(self.net.backbone, pretrained, tag_head, spec.tag_names)
         self._frozen = freeze_modules(self.net.backbone, freeze)
-        self.loss = MultiTaskLoss(
-            genre_weight, mood_weight, feature_weight, tag_weight, label_smoothing
-        )
-        names = (spec.genre_names, spec.mood_names, spec.feature_names, spec.tag_names)
+        tempo = tempo_target(spec)
+        weights = (genre_weight, mood_weight, feature_weight, tag_weight)
+        self.loss = MultiTaskLoss(*weights, label_smoothing, tempo_weight, tempo)
         # Attributes, not a ModuleDict: "train" would shadow nn.Module.train. Train metrics see
         # augmented crops and keep no loss means (training_step logs the losses itself).
-        self.train_metrics = SplitMetrics(*names, with_losses=False)
-        self.val_metrics = SplitMetrics(*names)
-        self.test_metrics = SplitMetrics(*names)
+        self.train_metrics = SplitMetrics.for_spec(spec, tempo, with_losses=False)
+        self.val_metrics = SplitMetrics.for_spec(spec, tempo)
+        self.test_metrics = SplitMetrics.for_spec(spec, tempo)
 
     def train(self, mode: bool = True) -> MusicTagger:
         """Frozen modules stay in eval mode: their BatchNorm keeps the pretrained statistics."""

@@ -7,6 +7,7 @@ Adding a backbone is a module in this folder plus one :class:`Backbone` entry in
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,8 +65,11 @@ def get_backbone(name: str) -> Backbone:
     return BACKBONES[name]
 
 
-def dictated_changes(name: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
-    """The hyperparameters backbone ``name`` dictates that ``hparams`` has otherwise.
+def dictated_changes(
+    name: str, hparams: Mapping[str, Any], log: logging.Logger | None = None
+) -> dict[str, Any]:
+    """The hyperparameters backbone ``name`` dictates that ``hparams`` has otherwise (logged on
+    ``log`` when given).
 
     Raises:
         ValueError: the sample rate differs: it comes from the data, so the user must set it.
@@ -79,7 +83,10 @@ def dictated_changes(name: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
             f"the {name} backbone needs sample_rate {fixed['sample_rate']}, "
             f"not {hparams.get('sample_rate')} (set --data.sample_rate)"
         )
-    return {k: v for k, v in fixed.items() if hparams.get(k) != v}
+    changed = {k: v for k, v in fixed.items() if hparams.get(k) != v}
+    if changed and log is not None:
+        log.info("%s backbone: %s", name, ", ".join(f"{k}={v}" for k, v in changed.items()))
+    return changed
 
 
 def freeze_modules(backbone: nn.Module, freeze: str) -> list[nn.Module]:

@@ -1,0 +1,158 @@
+"""Tempo as classification over log-spaced BPM bins (as tempo CNNs do), decoded back to BPM.
+
+A plain regression on BPM averages the octaves a clip is ambiguous between (a 70/140 BPM song
+regresses to 105, right for nobody); a distribution over bins keeps both peaks and the argmax
+picks one. The target is a Gaussian bump (``sigma`` bins wide) around the true tempo's bin.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from lightning_module.model.spec import TaggerSpec
+
+
+class TempoBins:
+    """``n`` bins log-spaced from ``low`` to ``high`` BPM.
+
+    Shapes: ``soft_targets``: (batch,) BPM → (batch, n) rows summing to 1; ``decode``:
+    (..., n) probabilities → (...,) BPM.
+    """
+
+    def __init__(self, n: int, low: float = 30.0, high: float = 300.0, sigma: float = 1.0) -> None:
+        if n < 2 or not 0 < low < high:
+            raise ValueError(f"tempo bins need n >= 2 and 0 < low < high, not {n}, {low}, {high}")
+        self.n, self.low, self.high, self.sigma = n, low, high, sigma
+        self._log_low = math.log(low)
+        self._step = (math.log(high) - self._log_low) / (n - 1)
+
+    def position(self, bpm: torch.Tensor) -> torch.Tensor:
+        """Fractional bin index of each BPM (clamped to the range)."""
+        log_bpm = bpm.clamp(self.low, self.high).log()
+        return (log_bpm - self._log_low) / self._step
+
+    def soft_targets(self, bpm: torch.Tensor) -> torch.Tensor:
+        centres = torch.arange(self.n, device=bpm.device, dtype=torch.float32)
+        distance = centres[None, :] - self.position(bpm.float())[:, None]
+        weights = torch.exp(-0.5 * (distance / self.sigma) ** 2)
+        return weights / weights.sum(-1, keepdim=True)
+
+    def decode(self, probs: torch.Tensor) -> torch.Tensor:
+        """BPM of the most probable bin, refined by the probability-weighted mean of its two
+        neighbours on the log axis (sub-bin precision, no mixing of distant octaves)."""
+        best = probs.argmax(-1, keepdim=True)
+        index = torch.cat([best - 1, best, best + 1], dim=-1).clamp(0, self.n - 1)
+        weight = probs.gather(-1, index)
+        position = (index.float() * weight).sum(-1) / weight.sum(-1).clamp(min=1e-12)
+        return torch.exp(self._log_low + position * self._step)
+
+
+class TempoTarget:
+    """Where a batch keeps the tempo: the ``tempo`` column of its standardised ``features``.
+
+    ``bpm(batch)`` → ((batch,) BPM, (batch,) bool rows that have a tempo).
+    """
+
+    def __init__(self, bins: TempoBins, index: int, mean: float, std: float) -> None:
+        self.bins, self.index, self.mean, self.std = bins, index, mean, std
+
+    def bpm(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = batch["feature_mask"][:, self.index].bool()
+        return batch["features"][:, self.index].float() * self.std + self.mean, rows
+
+
+def tempo_hits(estimate: torch.Tensor, truth: torch.Tensor, tolerance: float = 0.04):
+    """(Acc1, Acc2) hits per row: within ``tolerance`` of ``truth``; or of 2x, 3x, 1/2, 1/3."""
+    factors = torch.tensor([1.0, 2.0, 3.0, 0.5, 1.0 / 3.0], device=truth.device)
+    close = (estimate[:, None] - factors * truth[:, None]).abs() <= tolerance * factors * truth[
+        :, None
+    ]
+    return close[:, 0], close.any(-1)
+
+
+def tempo_branch(spec: TaggerSpec) -> TempoBranch | None:
+    """The tempo head of a model with this spec (None: it has none)."""
+    if not spec.tempo_bins:
+        return None
+    frame_rate = spec.sample_rate / spec.hop_length
+    return TempoBranch(spec.tempo_bins, frame_rate, spec.tempo_min, spec.tempo_max, spec.n_mels)
+
+
+def tempo_bins(spec: TaggerSpec) -> TempoBins | None:
+    """The tempo head's bins of a model (None: it has no tempo head)."""
+    return TempoBins(spec.tempo_bins, spec.tempo_min, spec.tempo_max) if spec.tempo_bins else None
+
+
+def tempo_target(spec: TaggerSpec) -> TempoTarget | None:
+    """Where training batches keep the tempo, for a model with a tempo head.
+
+    Raises:
+        ValueError: a tempo head without a ``tempo`` feature to learn from.
+    """
+    bins = tempo_bins(spec)
+    if bins is None:
+        return None
+    if "tempo" not in spec.feature_names:
+        raise ValueError("--model.tempo_bins needs a 'tempo' feature among the feature names")
+    index = spec.feature_names.index("tempo")
+    return TempoTarget(bins, index, spec.feature_mean[index], spec.feature_std[index])
+
+
+class TempoBranch(nn.Module):
+    """The tempo head: periodicity of onsets, read from the log-mel, to logits over tempo bins.
+
+    A CNN embedding pooled over time keeps little of *when* things happen, which is what tempo
+    is; so this branch computes it directly, as tempo estimators do: onset strength per band group
+    (positive log-mel differences over time), its autocorrelation at every lag between
+    ``tempo_max`` and ``tempo_min`` BPM, and a small MLP from those lags to the bins (it learns
+    which of the periodicities listeners tap). One forward pass, no signal processing outside it;
+    the autocorrelation is a fixed loop over lags, so it exports to ONNX with dynamic lengths.
+
+    Shapes: (batch, 1, n_mels, frames) log-mel → (batch, n_bins) logits.
+    """
+
+    def __init__(
+        self,
+        n_bins: int,
+        frame_rate: float,
+        tempo_min: float,
+        tempo_max: float,
+        n_mels: int,
+        groups: int = 4,
+        hidden: int = 128,
+    ) -> None:
+        super().__init__()
+        self.groups = max(1, min(groups, n_mels))
+        self.lags = list(
+            range(
+                max(1, math.floor(60.0 * frame_rate / tempo_max)),
+                math.ceil(60.0 * frame_rate / tempo_min) + 1,
+            )
+        )
+        self.mlp = nn.Sequential(
+            nn.Linear(self.groups * len(self.lags), hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, n_bins),
+        )
+
+    def onset_autocorrelation(self, spec: torch.Tensor) -> torch.Tensor:
+        """(batch, 1, n_mels, frames) → (batch, groups, n_lags), normalised by lag 0."""
+        spec = spec.float()[:, 0]
+        batch, mels, frames = spec.shape
+        bands = spec[:, : mels - mels % self.groups].reshape(batch, self.groups, -1, frames)
+        onset = torch.relu(bands[..., 1:] - bands[..., :-1]).mean(2)  # (batch, groups, T)
+        onset = onset - onset.mean(-1, keepdim=True)
+        energy = (onset * onset).mean(-1).clamp(min=1e-8)
+        columns = []
+        for lag in self.lags:  # lags longer than the window read as 0 (no evidence)
+            if lag < onset.shape[-1]:
+                columns.append((onset[..., lag:] * onset[..., :-lag]).mean(-1) / energy)
+            else:
+                columns.append(torch.zeros_like(energy))
+        return torch.stack(columns, dim=-1)
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.onset_autocorrelation(spec).flatten(1))
