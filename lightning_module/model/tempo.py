@@ -109,7 +109,7 @@ class TempoBranch(nn.Module):
     (positive log-mel differences over time), its autocorrelation at every lag between
     ``tempo_max`` and ``tempo_min`` BPM, and a small MLP from those lags to the bins (it learns
     which of the periodicities listeners tap). One forward pass, no signal processing outside it;
-    the autocorrelation is a fixed loop over lags, so it exports to ONNX with dynamic lengths.
+    the autocorrelation is one batched product over all lags.
 
     Shapes: (batch, 1, n_mels, frames) log-mel → (batch, n_bins) logits.
     """
@@ -132,6 +132,9 @@ class TempoBranch(nn.Module):
                 math.ceil(60.0 * frame_rate / tempo_min) + 1,
             )
         )
+        # Plain tensors (not buffers): constants of the architecture, not state to save.
+        self._lag_index = list(self.lags)
+        self._lag_tensor = torch.tensor(self.lags)
         self.mlp = nn.Sequential(
             nn.Linear(self.groups * len(self.lags), hidden),
             nn.ReLU(inplace=True),
@@ -146,13 +149,15 @@ class TempoBranch(nn.Module):
         onset = torch.relu(bands[..., 1:] - bands[..., :-1]).mean(2)  # (batch, groups, T)
         onset = onset - onset.mean(-1, keepdim=True)
         energy = (onset * onset).mean(-1).clamp(min=1e-8)
-        columns = []
-        for lag in self.lags:  # lags longer than the window read as 0 (no evidence)
-            if lag < onset.shape[-1]:
-                columns.append((onset[..., lag:] * onset[..., :-lag]).mean(-1) / energy)
-            else:
-                columns.append(torch.zeros_like(energy))
-        return torch.stack(columns, dim=-1)
+        # Every lag at once: the onset curve, zero-padded, seen shifted by each lag; the mean
+        # product over the overlap (T - lag frames). Lags longer than the window read as 0.
+        length = onset.shape[-1]
+        padded = torch.nn.functional.pad(onset, (0, self.lags[-1]))
+        shifted = padded.unfold(-1, length, 1)[..., self._lag_index, :]  # (B, G, lags, T)
+        overlap = (length - self._lag_tensor).clamp(min=0).to(onset.dtype)
+        products = (shifted * onset[..., None, :]).sum(-1)
+        acf = torch.where(overlap > 0, products / overlap.clamp(min=1), torch.zeros_like(products))
+        return acf / energy[..., None]
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         return self.mlp(self.onset_autocorrelation(spec).flatten(1))
