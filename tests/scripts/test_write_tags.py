@@ -1,0 +1,182 @@
+"""scripts/write_tags.py end to end: the model's answers into the files (dry run first), from a
+results file, undo, read-only files, and SIGKILL at random moments of --apply (a real process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lightning_module.library import write_tags as wt
+from lightning_module.library.tag_fields import PREFIX, open_tags
+from scripts.predict_clip import main as predict_main
+from scripts.write_tags import main
+from tests.conftest import REPO_ROOT
+from tests.lightning_module.library.formats import (
+    file_digest,
+    make_file,
+    mutagen_view,
+    read_field,
+)
+
+KINDS = ("mp3", "flac", "m4a", "ogg", "wav")
+
+
+def make_folder(folder: Path, n: int = 5) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    return [make_file(folder, KINDS[i % len(KINDS)], seed=i, stem=f"song{i:03d}") for i in range(n)]
+
+
+def own(path: Path, name: str) -> list[str]:
+    tags = open_tags(path)
+    return [str(v) for v in wt.value_texts(tags.read(tags.key(name)))]
+
+
+def test_model_dry_run_apply_idempotent_undo(
+    trained_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    files = make_folder(tmp_path / "music", 3)
+    state = {p: (file_digest(p), p.stat().st_mtime_ns) for p in files}
+    views = {p: mutagen_view(p) for p in files}
+    journal = tmp_path / "journal.jsonl"
+    common = ["--checkpoint", str(trained_checkpoint), "--journal", str(journal), "--no-progress"]
+    common += ["--min-probability", "0"]  # the tiny test model is never sure
+
+    assert main([str(tmp_path / "music"), *common]) == 0
+    out, err = capsys.readouterr()
+    assert out.count("would change:") == 3 and "dry run" in err and "→" in out
+    assert all((file_digest(p), p.stat().st_mtime_ns) == state[p] for p in files)
+    assert not journal.exists()
+
+    assert main([str(tmp_path / "music"), *common, "--apply"]) == 0
+    out, err = capsys.readouterr()
+    assert "changed 3 file(s)" in err and "--undo" in err
+    for p in files:
+        assert own(p, "model")[0].startswith(trained_checkpoint.name + " sha256:")
+        assert own(p, "genre") and own(p, "mood")
+        assert p.stat().st_mtime_ns == state[p][1]
+
+    assert main([str(tmp_path / "music"), *common, "--apply"]) == 0  # a second run: nothing
+    out, err = capsys.readouterr()
+    assert "changed 0 file(s)" in err and "unchanged 3" in err
+
+    assert main(["--undo", str(journal), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "restored 3 file(s)" in err
+    assert all(mutagen_view(p) == views[p] for p in files)
+
+
+def test_from_results_jsonl_and_csv(trained_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    make_folder(tmp_path / "music", 2)
+    for fmt in ("jsonl", "csv"):
+        results = tmp_path / f"results.{fmt}"
+        args = [str(tmp_path / "music"), "--checkpoint", str(trained_checkpoint)]
+        assert predict_main([*args, "--out", str(results)]) == 0
+        capsys.readouterr()
+        journal = tmp_path / f"{fmt}.journal.jsonl"
+        code = main(
+            ["--from-results", str(results), "--apply", "--journal", str(journal), "--no-progress"]
+        )
+        assert code == 0
+        assert "changed 2 file(s)" in capsys.readouterr().err
+        rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+        for row in rows:
+            path = Path(row["path"])
+            for name, value in row["features"].items():  # every predicted feature, no other
+                assert own(path, name) == [wt.feature_text(name, value)], (fmt, name)
+            names = {k.upper() for k, _ in mutagen_view(path) if PREFIX in k.upper()}
+            expected = {name.upper() for name in row["features"]} | {"MODEL", "VERSION", "WRITTEN"}
+            assert {n.rsplit(PREFIX, 1)[1] for n in names} == expected
+            if "tempo" in row["features"]:
+                bpm = open_tags(path).key("bpm")
+                assert read_field(path, bpm) == [str(round(row["features"]["tempo"]))]
+        assert main(["--undo", str(journal), "--no-progress"]) == 0
+        capsys.readouterr()
+
+
+def test_read_only_and_unusable_files_are_reported(tmp_path: Path, capsys) -> None:
+    files = make_folder(tmp_path / "music", 2)
+    os.chmod(files[0], 0o444)
+    results = tmp_path / "r.jsonl"
+    prediction = {"genre": [{"label": "rock", "probability": 0.9}], "mood": [], "features": {}}
+    results.write_text("".join(json.dumps({"path": str(p), **prediction}) + "\n" for p in files))
+    digest = file_digest(files[0])
+    args = ["--from-results", str(results), "--apply", "--journal", str(tmp_path / "j.jsonl")]
+    assert main([*args, "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert f"skipped: {files[0]}: read-only file" in out and "changed 1 file(s)" in err
+    assert file_digest(files[0]) == digest
+    assert main(["--from-results", str(tmp_path / "missing.jsonl")]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def _classify(path: Path, original: Path, audio: str) -> str:
+    if file_digest(path) == file_digest(original):
+        return "original"
+    tags = open_tags(path)
+    for name in ("genre", "mood", "bpm", "energy", "model", "written"):
+        assert wt.value_texts(tags.read(tags.key(name))), f"{path}: torn ({name} missing)"
+    assert wt.audio_digest(path) == audio, f"{path}: audio damaged"
+    return "tagged"
+
+
+@pytest.mark.slow
+def test_sigkill_during_apply_never_tears_a_file(tmp_path: Path) -> None:
+    rng = random.Random(18)
+    prediction = {
+        "genre": [{"label": "rock", "probability": 0.9}],
+        "mood": [{"label": "happy", "probability": 0.8}],
+        "features": {"energy": 0.5, "tempo": 120.0},
+    }
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO_ROOT)}
+    outcomes = []
+    for attempt in range(3):
+        work = tmp_path / f"run{attempt}"
+        files = make_folder(work / "music", 40)
+        backup = work / "backup"
+        shutil.copytree(work / "music", backup)
+        audio = {p.name: wt.audio_digest(p) for p in files}
+        views = {p.name: mutagen_view(p) for p in files}
+        results = work / "r.jsonl"
+        results.write_text(
+            "".join(json.dumps({"path": str(p), **prediction}) + "\n" for p in files)
+        )
+        journal = work / "j.jsonl"
+        command = [sys.executable, str(REPO_ROOT / "scripts" / "write_tags.py")]
+        command += ["--from-results", str(results), "--apply", "--journal", str(journal)]
+        command += ["--no-progress", "--verify", "packets"]
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # the first file is written: kill somewhere after it
+        assert line.startswith(b"changed:"), line
+        time.sleep(rng.uniform(0.0, 0.4))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+
+        states = {p.name: _classify(p, backup / p.name, audio[p.name]) for p in files}
+        records, warnings = wt.read_journal(journal)
+        assert len(warnings) <= 1  # at most the torn last line
+        journaled = {Path(r["file"]).name for r in records}
+        tagged = {name for name, s in states.items() if s == "tagged"}
+        assert tagged <= journaled, "a file was renamed before its journal line was on disk"
+        leftovers = [p.name for p in (work / "music").iterdir() if p.name.startswith(".")]
+        assert len(leftovers) <= 1 and all(".tmp." in name for name in leftovers)
+        outcomes.append(len(tagged))
+
+        # resume: the rest gets written, the stale temp file goes, nothing is written twice
+        assert main(["--from-results", str(results), "--apply", "--journal", str(journal),
+                     "--no-progress", "--verify", "packets"]) == 0  # fmt: skip
+        assert all(_classify(p, backup / p.name, audio[p.name]) == "tagged" for p in files)
+        assert not [p for p in (work / "music").iterdir() if p.name.startswith(".")]
+        # and the journal undoes both runs exactly
+        assert main(["--undo", str(journal), "--no-progress", "--verify", "packets"]) == 0
+        assert all(mutagen_view(p) == views[p.name] for p in files)
+    assert any(0 < n < 40 for n in outcomes), f"no kill landed mid-run: {outcomes}"
