@@ -4,7 +4,7 @@ python scripts/predict_clip.py song.mp3                          # newest best c
 python scripts/predict_clip.py song.flac --checkpoint checkpoints/last.ckpt --json
 python scripts/predict_clip.py song.mp3 --offset 60 --duration 30   # tag a slice
 python scripts/predict_clip.py song.mp3 --timeline --plot song.png  # window by window
-python scripts/predict_clip.py ~/Music --out tags.csv               # a whole folder
+python scripts/predict_clip.py ~/Music --out tags.csv               # a whole folder (resumable)
 python scripts/predict_clip.py spotify:track:4uLU6hMCjMI75M1A2tKUQC # a Spotify preview
 python scripts/predict_clip.py song.mp3 --onnx model.onnx           # the exported model
 """
@@ -28,6 +28,7 @@ from datamodules.sources.spotify_preview import (  # noqa: E402
     fetch_spotify_preview,
     spotify_track_id,
 )
+from lightning_module.inference.library import LibraryError  # noqa: E402
 from lightning_module.inference.output import (  # noqa: E402
     format_prediction,
     format_timeline,
@@ -72,6 +73,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--format", choices=("csv", "jsonl"), help="folder mode output (default: from --out, csv)"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="folder mode: decode in this many processes (default 0: two threads)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="folder mode: re-tag everything into --out even if another model, folder or "
+        "settings wrote it (default: resume it, or refuse)",
+    )
     args = parser.parse_args(argv)
     folder = Path(args.audio).is_dir()
     if not 0.0 <= args.overlap < 1.0:
@@ -80,22 +93,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--plot needs --timeline")
     if folder and args.timeline:
         parser.error("--timeline takes one audio file, not a folder")
-    if not folder and (args.out or args.format):
-        parser.error("--out and --format are for a folder; a file prints to stdout")
+    if not folder and (args.out or args.format or args.workers or args.force):
+        parser.error("--out, --format, --workers and --force are for a folder")
+    if args.workers < 0:
+        parser.error(f"--workers must be >= 0, not {args.workers}")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        model = args.onnx or args.checkpoint or find_checkpoint()
         tagger = Tagger.from_file(
-            args.onnx or args.checkpoint or find_checkpoint(),
+            model,
             device=args.device,
             batch_size=args.batch_size,
             overlap=args.overlap,
         )
         if Path(args.audio).is_dir():
-            return _folder(tagger, args)
+            return _folder(tagger, args, model)
         with tempfile.TemporaryDirectory(prefix="audiotagger-") as tmp:
             audio = args.audio
             if not Path(audio).exists() and spotify_track_id(audio):
@@ -118,36 +134,31 @@ def main(argv: list[str] | None = None) -> int:
                     if args.json
                     else format_prediction(prediction, args.top)
                 )
-    except (AudioError, SpotifyError, *ModelError) as err:
+    except (AudioError, SpotifyError, LibraryError, *ModelError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
 
 
-def _folder(tagger: Tagger, args: argparse.Namespace) -> int:
+def _folder(tagger: Tagger, args: argparse.Namespace, model: str) -> int:
     jsonl = args.json or str(args.out or "").endswith((".jsonl", ".json"))
     fmt = args.format or ("jsonl" if jsonl else "csv")
-    stream = open(args.out, "w", newline="") if args.out else sys.stdout  # noqa: SIM115
-    try:
-        report = tag_library(
-            tagger,
-            args.audio,
-            stream,
-            fmt,
-            args.top,
-            args.offset,
-            args.duration,
-            errors=sys.stderr,
-        )
-    finally:
-        if args.out:
-            stream.close()
-    print(
-        f"tagged {report.tagged} file(s), skipped {len(report.skipped)}"
-        + (f"; wrote {args.out}" if args.out else ""),
-        file=sys.stderr,
+    report = tag_library(
+        tagger,
+        args.audio,
+        None if args.out else sys.stdout,
+        fmt,
+        args.top,
+        args.offset,
+        args.duration,
+        errors=sys.stderr,
+        out=args.out,
+        model=model,
+        force=args.force,
+        workers=args.workers,
     )
-    return 0 if report.tagged else 2
+    print(report.summary(args.out), file=sys.stderr)
+    return 0 if report.tagged or report.kept else 2
 
 
 if __name__ == "__main__":

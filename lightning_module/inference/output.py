@@ -11,14 +11,15 @@ import csv
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from datamodules.audio import AUDIO_EXTENSIONS, AudioError
 from datamodules.schema import FEATURE_UNITS
 from lightning_module.inference.tagger import ClipPrediction, Tagger
 from lightning_module.model.spec import TaggerSpec
+
+if TYPE_CHECKING:  # library imports this module
+    from lightning_module.inference.library import LibraryReport
 
 
 def format_prediction(prediction: ClipPrediction, top: int = 3) -> str:
@@ -42,15 +43,11 @@ def format_prediction(prediction: ClipPrediction, top: int = 3) -> str:
 
 # -- libraries, tables and files ------------------------------------------------------------------
 def audio_files(folder: str | os.PathLike) -> list[Path]:
-    """Audio files under ``folder`` (recursively, by extension), sorted; hidden ones skipped."""
-    folder = Path(folder)
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.suffix.lower() in AUDIO_EXTENSIONS
-        and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    """Audio files under ``folder`` (recursively, by name: ``library.list_library``), sorted;
+    hidden files and folders left out."""
+    from lightning_module.inference.library import list_library  # it imports this module
+
+    return list_library(folder).audio
 
 
 def prediction_columns(spec: TaggerSpec | Mapping[str, Any]) -> list[str]:
@@ -136,44 +133,20 @@ def _clock(seconds: float) -> str:
 
 
 # -- whole folders ------------------------------------------------------------------------------
-@dataclass
-class LibraryReport:
-    """What :func:`tag_library` did: files tagged, and (file, reason) for each file skipped."""
-
-    tagged: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-
-
 def tag_library(
     tagger: Tagger,
     folder: str | os.PathLike,
-    stream: IO[str],
+    stream: IO[str] | None = None,
     fmt: str = "csv",
     top: int | None = None,
     offset: float = 0.0,
     duration: float | None = None,
     progress: bool = True,
     errors: IO[str] | None = None,
+    **kwargs: Any,
 ) -> LibraryReport:
-    """Tag every audio file under ``folder`` with one model, batched, and write CSV / JSON lines
-    to ``stream`` as results arrive; an unreadable file is skipped and reported on ``errors``
-    (one ``skipped: <file>: <reason>`` line each) and the run goes on."""
-    from tqdm.auto import tqdm
+    """Tag every audio file under ``folder`` into one table: :func:`.library.tag_library` (which
+    lists every file it did not tag with its reason, and resumes an ``out=`` table)."""
+    from lightning_module.inference.library import tag_library as run  # it imports this module
 
-    files = audio_files(folder)
-    if not files:
-        raise AudioError(f"{folder}: no audio files ({', '.join(AUDIO_EXTENSIONS)})")
-    writer = PredictionWriter(stream, fmt, tagger.spec, top)
-    report = LibraryReport()
-    results = tagger.predict_files(files, offset, duration)
-    bar = tqdm(results, total=len(files), unit="file", disable=not progress, leave=False)
-    for result in bar:
-        if isinstance(result, AudioError):
-            path, _, reason = str(result).partition(": ")
-            report.skipped.append((path, reason))
-            if errors is not None:
-                bar.write(f"skipped: {result}", file=errors)  # above the bar, not through it
-        else:
-            writer.write(result)
-            report.tagged += 1
-    return report
+    return run(tagger, folder, stream, fmt, top, offset, duration, progress, errors, **kwargs)

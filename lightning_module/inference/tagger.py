@@ -12,17 +12,29 @@ plots in ``lightning_module.plots``, fetching Spotify previews in
 
 from __future__ import annotations
 
+import math
+import multiprocessing
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from datamodules.audio import AudioError, load_audio, window_starts
+from datamodules.audio import (
+    SILENCE_RMS,
+    STREAM_BLOCK_SECONDS,
+    AudioError,
+    AudioInfo,
+    audio_info,
+    load_audio,
+    stream_audio,
+    window_starts,
+)
 from datamodules.schema import FEATURE_RANGES, spread_evenly
 from lightning_module.inference.checkpoint import (  # noqa: F401 (re-exported: the public API)
     CheckpointError,
@@ -230,8 +242,10 @@ class Tagger:
     def load(
         self, path: str | os.PathLike, offset: float = 0.0, duration: float | None = None
     ) -> torch.Tensor:
-        """Decode ``path`` for this model; refuses audio shorter than ``MIN_SECONDS`` and digital
-        silence (any label the model gave it would be noise)."""
+        """Decode ``path`` whole, for this model: a (samples,) float32 waveform at
+        ``sample_rate``. Refuses audio shorter than ``MIN_SECONDS`` and digital silence (any
+        label the model gave it would be noise). Memory grows with the length (~230 MB per
+        hour at 16 kHz); :meth:`predict_file` and :meth:`timeline` stream instead."""
         return load_audio(
             path,
             self.sample_rate,
@@ -244,16 +258,22 @@ class Tagger:
     def predict_file(
         self, path: str | os.PathLike, offset: float = 0.0, duration: float | None = None
     ) -> ClipPrediction:
-        """Decode and tag an audio file (any format soundfile reads, any rate, mono or stereo)."""
-        return self.predict_waveform(self.load(path, offset, duration), str(path), start=offset)
+        """Decode and tag an audio file (any format :mod:`datamodules.audio` decodes, any rate,
+        mono or stereo, any length): the result of :meth:`predict_waveform` on the whole
+        decoded file, but decoded block by block (:func:`stream_audio`) and only the windows
+        the average needs are kept, so memory does not grow with the length of the file."""
+        samples, starts, outputs = self._streamed_outputs(path, offset, duration, self.max_windows)
+        mean = {k: v.mean(0) for k, v in outputs.items()}
+        return self._prediction(mean, str(path), samples / self.sample_rate, len(starts), offset)
 
     def timeline(
         self, path: str | os.PathLike, offset: float = 0.0, duration: float | None = None
     ) -> list[ClipPrediction]:
-        """One prediction per window of the file, in time order (``start`` in seconds)."""
-        wave = self.load(path, offset, duration)
-        starts, outputs = self.window_outputs(wave)
-        seconds = min(self.window, wave.numel()) / self.sample_rate
+        """One prediction per window of the file, in time order (``start`` in seconds); the
+        file is streamed and its windows run as they pass, so only the per-window results (a
+        few hundred floats each) are held, not the audio."""
+        samples, starts, outputs = self._streamed_outputs(path, offset, duration, None)
+        seconds = min(self.window, samples) / self.sample_rate
         return [
             self._prediction(
                 {k: v[i] for k, v in outputs.items()},
@@ -272,22 +292,30 @@ class Tagger:
         offset: float = 0.0,
         duration: float | None = None,
         decode_workers: int = 2,
+        decode_processes: int = 0,
     ) -> Iterator[ClipPrediction | AudioError]:
         """Tag many files with one model, in order; yields a prediction, or the AudioError of a
         file that cannot be used (and goes on).
 
         Windows of consecutive files share batches (a folder of short clips still runs full
-        batches), and the next files decode in ``decode_workers`` threads meanwhile (libsndfile
-        and torch release the GIL). Results are those of :meth:`predict_file`.
+        batches), and the next files decode meanwhile: in ``decode_workers`` threads (libsndfile
+        and torch release the GIL), or, with ``decode_processes`` > 0, in that many worker
+        processes (the model stays in this one; a worker streams its file and sends back only
+        the windows the prediction needs, at most ~2 * ``max_windows`` of them). Every forward
+        pass has exactly ``batch_size`` windows (the last is padded with silence), so a file's
+        result never depends on which files ran beside it: re-running a folder, or part of it,
+        gives the same numbers to the last bit. Results are those of :meth:`predict_file`
+        (within float rounding).
         """
         jobs: deque[_Job] = deque()
-        for path, result in self._decode_ahead(paths, offset, duration, decode_workers):
+        decoded = self._decode_ahead(paths, offset, duration, decode_workers, decode_processes)
+        for path, result in decoded:
             job = _Job(str(path))
             if isinstance(result, AudioError):
                 job.error = result
             else:
-                job.seconds = result.numel() / self.sample_rate
-                job.starts, job.waiting = self.windows(result, self.max_windows)
+                job.seconds = result.samples / self.sample_rate
+                job.starts, job.waiting = result.starts, torch.from_numpy(result.windows)
             jobs.append(job)
             while sum(len(j.waiting) for j in jobs) >= self.batch_size:
                 self._run_shared_batch(jobs)
@@ -296,13 +324,42 @@ class Tagger:
             self._run_shared_batch(jobs)
         yield from self._pop_finished(jobs, offset)
 
-    def _decode_or_error(
-        self, path: str | os.PathLike, offset: float, duration: float | None
-    ) -> torch.Tensor | AudioError:
-        try:
-            return self.load(path, offset, duration)
-        except AudioError as err:
-            return err
+    @torch.inference_mode()
+    def _streamed_outputs(
+        self,
+        path: str | os.PathLike,
+        offset: float,
+        duration: float | None,
+        max_windows: int | None,
+    ) -> tuple[int, list[int], dict[str, torch.Tensor]]:
+        """Stream ``path`` and run the windows a prediction needs as they pass, in batches.
+
+        Returns the length in samples, the window starts (samples, those of
+        ``self.starts(samples, max_windows)``) and the finished per-window outputs, each
+        (len(starts), n), as :meth:`window_outputs` gives for the whole decoded file.
+        """
+        stream = _WindowStream(
+            path, self.sample_rate, self.window, self.hop, max_windows, offset, duration
+        )
+        raw: dict[int, dict[str, torch.Tensor]] = {}
+        batch: list[tuple[int, np.ndarray]] = []
+
+        def run() -> None:
+            out = self.runner(torch.from_numpy(np.stack([w for _, w in batch])))
+            for i, (start, _) in enumerate(batch):
+                raw[start] = {k: v[i] for k, v in out.items()}
+            batch.clear()
+
+        for start, samples in stream:
+            # Only windows of one length share a batch: audio shorter than a window runs whole.
+            if batch and (len(batch) == self.batch_size or batch[0][1].size != samples.size):
+                run()
+            batch.append((start, samples))
+        if batch:
+            run()
+        keys = raw[stream.starts[0]].keys()
+        stacked = {k: torch.stack([raw[s][k] for s in stream.starts]) for k in keys}
+        return stream.samples, stream.starts, self.finish(stacked)
 
     def _decode_ahead(
         self,
@@ -310,27 +367,45 @@ class Tagger:
         offset: float,
         duration: float | None,
         workers: int,
-    ) -> Iterator[tuple[str | os.PathLike, torch.Tensor | AudioError]]:
-        """(path, waveform or AudioError) in order, decoding up to ``2 * workers`` files ahead."""
-        workers = max(1, workers)
+        processes: int = 0,
+    ) -> Iterator[tuple[str | os.PathLike, _Decoded | AudioError]]:
+        """(path, its windows or AudioError) in order, decoding up to ``2 * workers`` files ahead
+        in threads, or ``2 * processes`` ahead in worker processes."""
+        workers = max(1, processes or workers)
+        pool: Executor
+        if processes:
+            # spawn, not fork: a forked child of a process whose OpenMP/torch threads already
+            # ran can deadlock on its first parallel op.
+            pool = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_decode_worker_init,
+            )
+        else:
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
         todo = iter(paths)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-            ahead: deque[tuple[str | os.PathLike, Future]] = deque()
+        args = (self.sample_rate, self.window, self.hop, self.max_windows, offset, duration)
+        ahead: deque[tuple[str | os.PathLike, Future]] = deque()
 
-            def submit() -> None:
-                for path in todo:
-                    ahead.append((path, pool.submit(self._decode_or_error, path, offset, duration)))
-                    return
+        def submit() -> None:
+            for path in todo:
+                ahead.append((path, pool.submit(_decode_windows, str(path), *args)))
+                return
 
+        try:
             for _ in range(2 * workers):
                 submit()
             while ahead:
                 path, future = ahead.popleft()
                 submit()
                 yield path, future.result()
+        finally:  # also when the caller stops early: queued files are dropped, not decoded
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _run_shared_batch(self, jobs: deque[_Job]) -> None:
-        """Run up to ``batch_size`` waiting windows, taken from the oldest jobs first.
+        """Run up to ``batch_size`` waiting windows, taken from the oldest jobs first, padded to
+        exactly ``batch_size`` (a window's output depends, in the last bits, on the size of the
+        batch it runs in, never on its neighbours).
 
         Only windows of one length share a batch: a clip shorter than a window is run whole.
         """
@@ -344,7 +419,10 @@ class Tagger:
             if n and job.waiting.shape[-1] == length:
                 taken.append((job, n))
                 size += n
-        out = self.runner(torch.cat([job.waiting[:n] for job, n in taken]))
+        windows = [job.waiting[:n] for job, n in taken]
+        if size < self.batch_size:
+            windows.append(torch.zeros(self.batch_size - size, length))
+        out = self.runner(torch.cat(windows))
         first = 0
         for job, n in taken:
             job.done.append({k: v[first : first + n] for k, v in out.items()})
@@ -374,3 +452,178 @@ class _Job:
     starts: list[int] = field(default_factory=list)
     waiting: torch.Tensor = field(default_factory=lambda: torch.empty(0))
     done: list[dict[str, torch.Tensor]] = field(default_factory=list)
+
+
+# -- streaming: the windows a prediction needs, from a file decoded block by block -------------
+@dataclass
+class _Decoded:
+    """One file as a decode worker hands it back: its length in samples, the window starts
+    (samples) and the windows, (len(starts), window) float32, or (1, samples) for audio no longer
+    than a window (run whole, unpadded)."""
+
+    samples: int
+    starts: list[int]
+    windows: np.ndarray
+
+
+def _decode_worker_init() -> None:
+    # One thread per worker process: the workers are the parallelism, and a pool of OpenMP threads
+    # per process would only fight the model's threads in the parent for the cores.
+    torch.set_num_threads(1)
+
+
+def _decode_windows(
+    path: str,
+    sample_rate: int,
+    window: int,
+    hop: int,
+    max_windows: int | None,
+    offset: float,
+    duration: float | None,
+) -> _Decoded | AudioError:
+    """Stream ``path`` and keep the windows a prediction averages (module-level, so a worker
+    process can run it); an unusable file gives its AudioError instead."""
+    stream = _WindowStream(path, sample_rate, window, hop, max_windows, offset, duration)
+    try:
+        got = dict(stream)
+    except AudioError as err:
+        return err
+    return _Decoded(stream.samples, stream.starts, np.stack([got[s] for s in stream.starts]))
+
+
+def _planned_starts(n: int, window: int, hop: int, max_windows: int | None) -> list[int]:
+    """:meth:`Tagger.starts`: window starts of ``n`` samples, ``max_windows`` evenly spread."""
+    starts = window_starts(n, window, hop)
+    return [starts[i] for i in spread_evenly(len(starts), max_windows)]
+
+
+class _WindowStream:
+    """Iterating yields (start, window samples) for every window a prediction of the file needs
+    (and possibly a few it turns out not to need), decoding the file block by block; afterwards
+    ``samples`` is its length and ``starts`` the window starts the prediction uses, exactly
+    ``Tagger.starts(samples, max_windows)`` of the whole decoded file.
+
+    The length is known only at the end of the stream, and with ``max_windows`` the windows
+    kept depend on it, so they are chosen from the header's length estimate; the last window
+    (aligned to the end) comes from a tail kept in memory. When the estimate was wrong enough to
+    change the choice (rare: mp3 and some containers only estimate), the missing windows are
+    decoded in a second pass. Too short and silent audio are refused as :func:`load_audio`
+    refuses them, silence judged on the whole stream.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        sample_rate: int,
+        window: int,
+        hop: int,
+        max_windows: int | None,
+        offset: float = 0.0,
+        duration: float | None = None,
+        block_seconds: float = STREAM_BLOCK_SECONDS,
+    ) -> None:
+        self.path, self.sample_rate, self.window, self.hop = path, sample_rate, window, hop
+        self.max_windows, self.offset, self.duration = max_windows, offset, duration
+        self.block_seconds = block_seconds
+        self.samples = 0
+        self.starts: list[int] = []
+
+    def _blocks(self) -> Iterator[np.ndarray]:
+        for block in stream_audio(
+            self.path, self.sample_rate, self.block_seconds, self.offset, self.duration
+        ):
+            yield block.numpy()
+
+    def _estimate(self, info: AudioInfo) -> int:
+        """The header's idea of the length, in samples at ``sample_rate``."""
+        seconds = max(0.0, info.duration - self.offset)
+        if self.duration is not None:
+            seconds = min(seconds, self.duration)
+        return int(round(seconds * self.sample_rate))
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        window, hop, max_windows = self.window, self.hop, self.max_windows
+        estimate = self._estimate(audio_info(self.path))
+        if max_windows is None or len(window_starts(estimate, window, hop)) <= max_windows:
+            # every window (a short file, or a timeline); a header that undercounts wildly is
+            # caught by the cap and fixed by the second pass
+            picker = _Picker(window, hop, None, None if max_windows is None else 2 * max_windows)
+        else:
+            planned = _planned_starts(estimate, window, hop, max_windows)
+            picker = _Picker(window, hop, [s for s in planned if s % hop == 0])
+        sum_squares = 0.0
+        for block in self._blocks():
+            sum_squares += float(np.dot(block.astype(np.float64), block))
+            yield from picker.feed(block)
+        n = picker.total
+        seconds = n / self.sample_rate
+        if seconds < MIN_SECONDS:
+            raise AudioError(f"{self.path}: too short ({seconds:.2f} s < {MIN_SECONDS:g} s)")
+        if math.sqrt(sum_squares / n) < SILENCE_RMS:
+            raise AudioError(f"{self.path}: audio is silent")
+        self.samples, self.starts = n, _planned_starts(n, window, hop, max_windows)
+        missing = []
+        for start in self.starts:
+            if start not in picker.given:
+                tail = picker.tail_window(start)
+                if tail is None:
+                    missing.append(start)
+                else:
+                    picker.given.add(start)
+                    yield start, tail
+        if not missing:
+            return
+        again = _Picker(window, hop, missing)
+        for block in self._blocks():
+            yield from again.feed(block)
+        if not again.given.issuperset(missing):
+            raise AudioError(f"{self.path}: cannot decode (the length changed between two reads)")
+
+
+class _Picker:
+    """Cuts the windows starting at ``wanted`` (sorted sample indices; ``None``: every multiple of
+    ``hop``, at most ``cap`` of them) out of blocks fed in order, holding only the samples a
+    wanted window still needs plus the last ``window`` samples (the end-aligned last window, or
+    the whole of audio no longer than a window)."""
+
+    def __init__(
+        self, window: int, hop: int, wanted: Sequence[int] | None, cap: int | None = None
+    ) -> None:
+        self.window, self.hop = window, hop
+        self.wanted = None if wanted is None else sorted(set(wanted))
+        self.cap = cap
+        self.given: set[int] = set()
+        self.total = 0
+        self._next = 0  # index into wanted, or the count of multiples of hop given so far
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._buf_start = 0  # sample index of _buf[0]
+
+    def _next_start(self) -> int | None:
+        if self.wanted is None:
+            if self.cap is not None and self._next >= self.cap:
+                return None
+            return self._next * self.hop
+        return self.wanted[self._next] if self._next < len(self.wanted) else None
+
+    def feed(self, block: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        self._buf = np.concatenate([self._buf, block]) if self._buf.size else block
+        self.total = self._buf_start + self._buf.size
+        while (start := self._next_start()) is not None and start + self.window <= self.total:
+            lo = start - self._buf_start
+            self.given.add(start)
+            self._next += 1
+            yield start, self._buf[lo : lo + self.window].copy()
+        nxt = self._next_start()
+        keep = self.total - self.window if nxt is None else min(nxt, self.total - self.window)
+        if keep > self._buf_start:
+            self._buf = self._buf[keep - self._buf_start :].copy()
+            self._buf_start = keep
+
+    def tail_window(self, start: int) -> np.ndarray | None:
+        """The window at ``start`` once the stream has ended, if the kept tail holds it (audio no
+        longer than a window is the whole of it)."""
+        length = min(self.window, self.total)
+        if start < self._buf_start or start + length > self.total:
+            return None
+        lo = start - self._buf_start
+        return self._buf[lo : lo + length].copy()

@@ -1,0 +1,534 @@
+"""Tag a whole music library into one table: every file accounted for, resumable after a kill.
+
+* **Listing** (:func:`list_library`): every file below the folder is classified by its name
+  (:func:`datamodules.audio.classify_path`). Audio files are tagged; sidecars (covers, cue sheets,
+  playlists, lyrics, rip logs) and hidden files and folders (``.DS_Store``, ``._song.m4a``) are
+  counted as *not audio*, not as errors; a file with any other extension is *skipped* as
+  ``unknown format`` without being opened. Why not sniff its content with ``audio_info``: FFmpeg
+  guesses formats from a few bytes and finds "MPEG audio" in many a binary file (libsndfile does
+  the same for anything named .mp3, see ``datamodules/audio.py``), so sniffing every PDF, ZIP and
+  executable of a home folder would be slow and would tag noise; the reason line tells the user
+  to rename a real audio file instead. Symlinked folders are followed once (loops are cut).
+* **Nothing skipped silently**: every file not tagged gets one line ``skipped: <file>: <reason>``
+  and :meth:`LibraryReport.summary` counts them by reason (:func:`skip_reason`).
+* **Resumable** (``out=``): each row also carries the file's ``file_bytes`` and
+  ``file_mtime_ns``, and ``<out>.state.json`` records the model (path, sha256, size), the folder
+  and the settings. A re-run keeps the rows of files whose path, size and mtime are unchanged,
+  drops those of changed or vanished files, tags the rest and appends; a different model, folder
+  or setting is refused (one line) unless ``force=True``, which starts the table over. Each row is
+  appended with one ``write`` of the whole line (``O_APPEND``), so a kill loses at most the files
+  in flight and at worst leaves one torn last line, which the next run drops. Appending cannot go
+  through ``datamodules.io`` (a whole-file atomic replace per row would cost O(n²)); the rewrites
+  a resume needs (dropping rows) do.
+* **Deterministic**: :meth:`Tagger.predict_files` runs full batches only, so a resumed table is
+  byte-identical to one written in one go, apart from the order of its rows.
+* **Processes** (``workers=N``): files decode in N worker processes, the model runs in this one.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from datamodules.audio import AUDIO_EXTENSIONS, AudioError, classify_path
+from datamodules.io import atomic_open, write_json_atomic
+from lightning_module.inference.output import prediction_columns, prediction_record
+from lightning_module.inference.tagger import ClipPrediction, Tagger
+
+#: ``tags.csv`` → ``tags.csv.state.json``: which model and settings wrote the table.
+STATE_SUFFIX = ".state.json"
+STATE_KIND = "audiotagger library table"
+STATE_VERSION = 1
+#: Columns (CSV) / keys (JSON lines) after the prediction: what a resumed run compares.
+IDENTITY_COLUMNS = ("file_bytes", "file_mtime_ns")
+#: (text in the decoder's reason, the reason the summary counts), first match wins; anything
+#: else the decoder refuses counts as :data:`CORRUPT`.
+SKIP_REASONS: tuple[tuple[str, str], ...] = (
+    ("unknown format", "unknown format"),
+    ("DRM-protected", "DRM-protected"),
+    ("no audio stream", "no audio stream"),
+    ("too short", "too short"),
+    ("audio is silent", "silent"),
+    ("empty file", "empty"),
+    ("file too large", "too large"),
+    ("no audio samples", "no audio in range"),
+    ("file not found", "vanished"),
+    ("not a regular file", "not a regular file"),
+    ("cannot list folder", "unreadable folder"),
+)
+CORRUPT = "corrupt or unreadable"
+
+
+class LibraryError(ValueError):
+    """A table that cannot be resumed as asked; ``str(err)`` is one line naming the file."""
+
+
+def skip_reason(reason: str) -> str:
+    """The summary's name for a decoder's reason (the text after ``"<file>: "``)."""
+    for text, name in SKIP_REASONS:
+        if text in reason:
+            return name
+    return CORRUPT
+
+
+# -- listing --------------------------------------------------------------------------------------
+@dataclass
+class Listing:
+    """Every file below a folder, by what its name says (each list sorted)."""
+
+    audio: list[Path] = field(default_factory=list)
+    #: files whose extension is neither audio nor sidecar: skipped, never opened
+    unknown: list[Path] = field(default_factory=list)
+    #: (folder, reason) for each folder that could not be listed
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
+    #: kind → count: ``sidecar``, ``hidden`` (files and folders), ``output`` (the table itself),
+    #: ``linked twice`` (a second link to a folder already listed)
+    not_audio: Counter[str] = field(default_factory=Counter)
+
+
+def list_library(folder: str | os.PathLike, exclude: Iterable[str | os.PathLike] = ()) -> Listing:
+    """List ``folder`` recursively (see the module docstring); ``exclude`` names files that are
+    never candidates (the table being written and its state, when they live in the folder).
+
+    Raises:
+        AudioError: ``folder`` is not a folder.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise AudioError(f"{root}: no audio files (not a folder)")
+    excluded = {os.path.realpath(p) for p in exclude}
+    excluded_names = {Path(p).name for p in exclude}
+    listing = Listing()
+    seen: set[str] = set()
+
+    def unreadable(err: OSError) -> None:
+        listing.unreadable.append((Path(err.filename), f"cannot list folder ({err.strerror})"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a symlink loop, or a second link to a folder already listed
+            listing.not_audio["linked twice"] += 1
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        if hidden := sum(d.startswith(".") for d in dirnames):  # not descended into
+            listing.not_audio["hidden"] += hidden
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            path = Path(dirpath) / name
+            if name in excluded_names and os.path.realpath(path) in excluded:
+                listing.not_audio["output"] += 1
+                continue
+            kind = classify_path(path)
+            if kind == "audio":
+                listing.audio.append(path)
+            elif kind == "unknown":
+                listing.unknown.append(path)
+            else:
+                listing.not_audio[kind] += 1
+    listing.audio.sort()
+    listing.unknown.sort()
+    listing.unreadable.sort()
+    return listing
+
+
+def _unknown_format(path: Path) -> str:
+    suffix = path.suffix
+    what = f"'{suffix}' is not an audio extension" if suffix else "no extension"
+    return f"{path}: unknown format ({what}; not opened, rename it if it is audio)"
+
+
+# -- the report -----------------------------------------------------------------------------------
+@dataclass
+class LibraryReport:
+    """What :func:`tag_library` did."""
+
+    tagged: int = 0
+    #: rows of an earlier run kept (their files unchanged)
+    kept: int = 0
+    #: rows of an earlier run dropped: file changed or gone, or a torn / damaged line
+    dropped: int = 0
+    #: (file, the decoder's reason) for each file not tagged
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: kind → count of files that are not audio (see :class:`Listing`)
+    not_audio: dict[str, int] = field(default_factory=dict)
+
+    def skip_counts(self) -> dict[str, int]:
+        """Skipped files by reason (:func:`skip_reason`)."""
+        return dict(sorted(Counter(skip_reason(reason) for _, reason in self.skipped).items()))
+
+    def summary(self, out: str | os.PathLike | None = None) -> str:
+        """One line, e.g. ``tagged 4 file(s), skipped 2 (corrupt or unreadable 1, unknown
+        format 1), not audio 3 (hidden 1, sidecar 2); wrote tags.csv``."""
+
+        def counted(counts: dict[str, int]) -> str:
+            return " (" + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ")"
+
+        parts = [f"tagged {self.tagged} file(s)"]
+        if self.kept or self.dropped:
+            parts.append(
+                f"kept {self.kept} from an earlier run"
+                + (f" (dropped {self.dropped} stale or torn row(s))" if self.dropped else "")
+            )
+        counts = self.skip_counts()
+        parts.append(f"skipped {len(self.skipped)}" + (counted(counts) if counts else ""))
+        not_audio = {k: v for k, v in self.not_audio.items() if v}
+        if not_audio:
+            parts.append(f"not audio {sum(not_audio.values())}" + counted(not_audio))
+        return ", ".join(parts) + (f"; wrote {out}" if out else "")
+
+
+# -- the table ------------------------------------------------------------------------------------
+class _Table:
+    """How rows are written and read back: CSV (header, ``\\r\\n`` as the csv module writes) or
+    JSON lines (:meth:`ClipPrediction.to_dict`), each plus the :data:`IDENTITY_COLUMNS`."""
+
+    def __init__(self, fmt: str, tagger: Tagger, top: int | None) -> None:
+        if fmt not in ("csv", "jsonl"):
+            raise ValueError(f"format must be 'csv' or 'jsonl', not {fmt!r}")
+        self.fmt, self.top = fmt, top
+        self.columns = [*prediction_columns(tagger.spec), *IDENTITY_COLUMNS]
+
+    def header(self) -> str:
+        if self.fmt == "jsonl":
+            return ""
+        text = io.StringIO()
+        csv.writer(text).writerow(self.columns)
+        return text.getvalue()
+
+    def row(self, prediction: ClipPrediction, identity: tuple[int, int]) -> str:
+        extra = dict(zip(IDENTITY_COLUMNS, identity, strict=True))
+        if self.fmt == "jsonl":
+            return json.dumps({**prediction.to_dict(self.top), **extra}) + "\n"
+        text = io.StringIO()
+        writer = csv.DictWriter(text, self.columns, extrasaction="ignore")
+        writer.writerow({**prediction_record(prediction), **extra})
+        return text.getvalue()
+
+    def read(self, text: str) -> tuple[str | None, list[tuple[str, tuple[int, int], str]], int]:
+        """(header line or None, [(path, identity, raw text)] of the whole rows, count of torn
+        or damaged rows) of a table this class wrote."""
+        return self._read_jsonl(text) if self.fmt == "jsonl" else self._read_csv(text)
+
+    def _read_jsonl(self, text: str) -> tuple[None, list[tuple[str, tuple[int, int], str]], int]:
+        rows, bad = [], 0
+        lines = text.split("\n")
+        bad += bool(lines[-1])  # after the last newline: a torn line (or nothing)
+        for line in lines[:-1]:
+            try:
+                record = json.loads(line)
+                rows.append((record["path"], _identity(record), line + "\n"))
+            except (ValueError, KeyError, TypeError):
+                bad += 1
+        return None, rows, bad
+
+    def _read_csv(
+        self, text: str
+    ) -> tuple[str | None, list[tuple[str, tuple[int, int], str]], int]:
+        rows, bad, header = [], 0, None
+        for fields, raw in _csv_records(text):
+            if header is None:
+                header = raw
+                continue
+            if not raw.endswith("\n") or len(fields) != len(self.columns):
+                bad += 1  # torn by a kill (the last row), or edited by hand
+                continue
+            try:
+                rows.append(
+                    (fields[0], _identity(dict(zip(self.columns, fields, strict=True))), raw)
+                )
+            except (ValueError, KeyError):
+                bad += 1
+        return header, rows, bad
+
+
+def _identity(record: dict[str, Any]) -> tuple[int, int]:
+    return tuple(int(record[c]) for c in IDENTITY_COLUMNS)  # type: ignore[return-value]
+
+
+def _csv_records(text: str) -> Iterator[tuple[list[str], str]]:
+    """(fields, raw text) of each CSV record, the raw text exactly as in ``text`` (a quoted field
+    may span lines); a record cut off inside quotes comes last, without its newline."""
+    consumed: list[str] = []
+
+    def lines() -> Iterator[str]:
+        for line in io.StringIO(text, newline=""):
+            consumed.append(line)
+            yield line
+
+    reader = csv.reader(lines())
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error:  # damaged beyond parsing: what is left is a torn tail
+            yield [], "".join(consumed)
+            return
+        yield fields, "".join(consumed)
+        consumed.clear()
+
+
+def model_identity(path: str | os.PathLike) -> dict[str, Any]:
+    """The model file as the state records it: resolved path, size in bytes and sha256."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return {"path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def state_path(out: str | os.PathLike) -> Path:
+    """Where the state of table ``out`` lives: ``<out>.state.json``."""
+    return Path(str(out) + STATE_SUFFIX)
+
+
+def _expected_state(
+    tagger: Tagger,
+    model: str | os.PathLike,
+    folder: Path,
+    fmt: str,
+    top: int | None,
+    offset: float,
+    duration: float | None,
+) -> dict[str, Any]:
+    return {
+        "kind": STATE_KIND,
+        "version": STATE_VERSION,
+        "model": model_identity(model),
+        "folder": str(folder),
+        "folder_resolved": os.path.realpath(folder),
+        # What changes the rows (batch size and device change only float rounding).
+        "settings": {
+            "format": fmt,
+            "offset": float(offset),
+            "duration": None if duration is None else float(duration),
+            "top": top if fmt == "jsonl" else None,
+            "sample_rate": tagger.sample_rate,
+            "window_samples": tagger.window,
+            "hop_samples": tagger.hop,
+            "max_windows": tagger.max_windows,
+        },
+    }
+
+
+def _difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """Why a table written under ``old`` cannot be resumed under ``new`` (None: it can)."""
+    if old.get("kind") != STATE_KIND or old.get("version") != STATE_VERSION:
+        return "by another program or version (unknown state file)"
+    was, now = old.get("model") or {}, new["model"]
+    if was.get("sha256") != now["sha256"]:
+        return (
+            f"with another model (sha256 {str(was.get('sha256'))[:12]} of {was.get('path')}; "
+            f"now {now['sha256'][:12]} of {now['path']})"
+        )
+    if (old.get("folder"), old.get("folder_resolved")) != (new["folder"], new["folder_resolved"]):
+        return f"for folder {old.get('folder')!r} ({old.get('folder_resolved')})"
+    changed = [
+        f"{key} {old.get('settings', {}).get(key)!r} -> {value!r}"
+        for key, value in new["settings"].items()
+        if (old.get("settings") or {}).get(key) != value
+    ]
+    return f"with other settings ({', '.join(changed)})" if changed else None
+
+
+def _resume(
+    out: Path,
+    table: _Table,
+    expected: dict[str, Any],
+    identities: dict[str, tuple[int, int]],
+    force: bool,
+    report: LibraryReport,
+) -> set[str]:
+    """Make ``out`` ready to append to; returns the paths whose rows are kept.
+
+    A new table (or ``force``): state, then an empty table with its header. An existing one:
+    checked against its state, its rows of unchanged files kept (the file is rewritten,
+    atomically, only when some row must go).
+    """
+    state = state_path(out)
+    if out.exists() and not force:
+        if not out.is_file():
+            raise LibraryError(f"{out}: not a regular file")
+        if not state.is_file():
+            raise LibraryError(
+                f"{out}: exists, and no {state.name} says a library run wrote it; "
+                "pass --force to overwrite it, or choose another --out"
+            )
+        try:
+            old = json.loads(state.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise LibraryError(f"{state}: unreadable ({err}); pass --force to start over") from err
+        why = _difference(old if isinstance(old, dict) else {}, expected)
+        if why is not None:
+            raise LibraryError(
+                f"{out}: written {why}; pass --force to re-tag everything into it, "
+                "or choose another --out"
+            )
+        text = out.read_bytes().decode("utf-8", "surrogateescape")
+        header, rows, bad = table.read(text)
+        if header is not None and header != table.header():
+            raise LibraryError(
+                f"{out}: its columns are not this model's (written by another version?); "
+                "pass --force to re-tag everything into it"
+            )
+        kept: dict[str, str] = {}
+        for path, identity, raw in rows:
+            if identities.get(path) == identity and path not in kept:
+                kept[path] = raw
+        report.kept = len(kept)
+        report.dropped = len(rows) - len(kept) + bad
+        if report.dropped or (header is None and table.fmt == "csv"):
+            _write_atomic(out, table.header() + "".join(kept.values()))
+        return set(kept)
+    write_json_atomic(state, expected)
+    _write_atomic(out, table.header())
+    return set()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    with atomic_open(path, "wb") as f:
+        f.write(text.encode("utf-8", "surrogateescape"))
+
+
+class _Appender:
+    """Appends whole rows to a file, one ``write`` each (``O_APPEND``): a kill tears at most the
+    last row."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+
+    def write(self, text: str) -> None:
+        data = memoryview(text.encode("utf-8", "surrogateescape"))
+        while data:
+            data = data[os.write(self.fd, data) :]
+
+    def close(self) -> None:
+        os.fsync(self.fd)
+        os.close(self.fd)
+
+
+class _StreamWriter:
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()  # a long run can be watched; an interrupted one keeps what it wrote
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
+# -- the run --------------------------------------------------------------------------------------
+def tag_library(
+    tagger: Tagger,
+    folder: str | os.PathLike,
+    stream: IO[str] | None = None,
+    fmt: str = "csv",
+    top: int | None = None,
+    offset: float = 0.0,
+    duration: float | None = None,
+    progress: bool = True,
+    errors: IO[str] | None = None,
+    *,
+    out: str | os.PathLike | None = None,
+    model: str | os.PathLike | None = None,
+    force: bool = False,
+    workers: int = 0,
+) -> LibraryReport:
+    """Tag every audio file under ``folder`` with one model into one CSV / JSON lines table.
+
+    Args:
+        tagger: the model.
+        folder: the library (searched recursively).
+        stream: write the table here as results arrive (e.g. stdout); or give ``out``.
+        fmt: ``csv`` or ``jsonl``.
+        top: JSON lines: how many genres / moods / tags per row (``None``: all).
+        offset, duration: tag seconds [offset, offset + duration) of every file.
+        progress: a tqdm bar on stderr.
+        errors: where the ``skipped: <file>: <reason>`` lines go (``None``: nowhere).
+        out: a resumable table file (see the module docstring); ``model`` is then required.
+        model: the model file the tagger was loaded from (its sha256 goes in the state).
+        force: with ``out``: start the table over even if it was written by another model,
+            folder or settings (or is not a library table at all).
+        workers: decode in this many processes (0: in two threads of this process).
+
+    Returns:
+        What was tagged, kept, skipped (each with its reason) and left as not audio.
+
+    Raises:
+        AudioError: ``folder`` is not a folder or holds no audio file.
+        LibraryError: ``out`` cannot be resumed as asked (without ``force``).
+    """
+    from tqdm.auto import tqdm
+
+    if (stream is None) == (out is None):
+        raise ValueError("give exactly one of stream= and out=")
+    if out is not None and model is None:
+        raise ValueError("out= needs model= (the file the tagger was loaded from)")
+    folder = Path(folder)
+    out = None if out is None else Path(out)
+    listing = list_library(folder, exclude=[] if out is None else [out, state_path(out)])
+    if not listing.audio:
+        found = len(listing.unknown) + sum(listing.not_audio.values())
+        raise AudioError(
+            f"{folder}: no audio files ({', '.join(AUDIO_EXTENSIONS)})"
+            + (f"; found {found} other file(s)" if found else "")
+        )
+    report = LibraryReport(not_audio=dict(listing.not_audio))
+
+    def skip(message: str, path: str, bar: Any = None) -> None:
+        reason = message[len(path) + 2 :] if message.startswith(f"{path}: ") else message
+        report.skipped.append((path, reason))
+        if errors is not None:
+            (bar.write if bar is not None else lambda m, file: print(m, file=file))(
+                f"skipped: {message}", file=errors
+            )
+
+    for path, reason in listing.unreadable:
+        skip(f"{path}: {reason}", str(path))
+    for path in listing.unknown:
+        skip(_unknown_format(path), str(path))
+    identities: dict[str, tuple[int, int]] = {}
+    todo: list[Path] = []
+    for path in listing.audio:
+        try:
+            st = path.stat()
+        except OSError as err:
+            skip(f"{path}: cannot read ({err.strerror})", str(path))
+            continue
+        identities[str(path)] = (st.st_size, st.st_mtime_ns)
+        todo.append(path)
+
+    table = _Table(fmt, tagger, top)
+    writer: _Appender | _StreamWriter
+    if out is not None:
+        expected = _expected_state(tagger, model, folder, fmt, top, offset, duration)  # type: ignore[arg-type]
+        kept = _resume(out, table, expected, identities, force, report)
+        todo = [p for p in todo if str(p) not in kept]
+        writer = _Appender(out)
+    else:
+        writer = _StreamWriter(stream)  # type: ignore[arg-type]
+        writer.write(table.header())
+    try:
+        results = tagger.predict_files(todo, offset, duration, decode_processes=workers)
+        bar = tqdm(results, total=len(todo), unit="file", disable=not progress, leave=False)
+        for path, result in zip(todo, bar, strict=True):  # one result per file, in order
+            if isinstance(result, AudioError):
+                skip(str(result), str(path), bar)  # above the bar, not through it
+            else:
+                writer.write(table.row(result, identities[str(path)]))
+                report.tagged += 1
+    finally:
+        writer.close()
+    return report
