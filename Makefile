@@ -6,8 +6,11 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # The optional musicnn teacher (TensorFlow): its own stamp, so `make train` never needs it.
 MUSICNN_STAMP := $(VENV)/.installed-musicnn
+# The feature teachers: permissive ones (librosa, pyloudnorm), and vibenet (GPL-3.0, run as a process).
+FEATURES_STAMP := $(VENV)/.installed-features
+VIBENET_STAMP  := $(VENV)/.installed-vibenet
 
-.PHONY: musicnn train test test-all lint format tensorboard bench clean help real-manifest train-real
+.PHONY: musicnn vibenet train test test-all lint format tensorboard bench clean help real-manifest train-real serve
 
 help:
 	@echo "make train        create .venv (once), train on the embedded synthetic dataset"
@@ -15,13 +18,15 @@ help:
 	@echo "make tensorboard  open TensorBoard on logs/"
 	@echo "make lint         ruff format --check + ruff check + import contracts (lint-imports)"
 	@echo "make bench        loader / training / inference speed table + JSON (< 5 min on CPU)"
+	@echo "make serve        tag over HTTP + a page to try it on http://127.0.0.1:8000/ (ARGS=...)"
 	@echo "make musicnn      install the optional musicnn teacher (TensorFlow CPU) into .venv"
+	@echo "make vibenet      install the optional vibenet feature teacher (GPL-3.0, run as a process)"
 	@echo "make train-real   import + mix ../shared/data (REAL_DATA=dir), train configs/real.yaml"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[train,sources,eval,dev,onnx]'
+	$(PY) -m pip install --quiet -e '.[train,sources,eval,dev,onnx,serve,library]'
 	@touch $(STAMP)
 
 train: $(STAMP)
@@ -33,17 +38,38 @@ REAL_DATA    ?= ../shared/data
 REAL_DIR     ?= data/real
 REAL_SOURCES ?= gtzan3 emotify mood4q
 
-real-manifest: $(STAMP)
+# Then the feature teachers fill every empty feature cell (configs/sources/features.yaml: tempo by
+# librosa, BS.1770 loudness, and the seven perceptual features by the optional GPL-3.0 vibenet,
+# run as a separate process; VIBENET=off trains without it).
+VIBENET ?= on
+REAL_MANIFEST := $(REAL_DIR)/features/manifest.csv
+
+real-manifest: $(STAMP) $(FEATURES_STAMP) $(if $(filter on,$(VIBENET)),$(VIBENET_STAMP))
 	@for s in $(REAL_SOURCES); do \
 	  $(PY) scripts/build_dataset.py configs/sources/$$s.yaml --set root=$(REAL_DATA)/$$s \
 	    --out $(REAL_DIR)/$$s --quiet || exit 1; \
 	done
 	$(PY) scripts/mix_manifests.py --spec configs/mix/real.yaml --root $(REAL_DIR) \
 	  --out $(REAL_DIR)/manifest.csv
+	$(PY) scripts/build_dataset.py configs/sources/features.yaml --manifest $(REAL_DIR)/manifest.csv \
+	  --set vibenet=$(VIBENET) --out $(REAL_DIR)/features --quiet
 
 train-real: real-manifest
-	$(PY) scripts/train.py --config configs/real.yaml --data.manifest $(REAL_DIR)/manifest.csv \
+	$(PY) scripts/train.py --config configs/real.yaml --data.manifest $(REAL_MANIFEST) \
 	  --test_after_fit false $(ARGS)
+
+# The permissive feature teachers (librosa tempo, pyloudnorm BS.1770 loudness).
+$(FEATURES_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[features]'
+	@touch $(FEATURES_STAMP)
+
+# vibenet (GPL-3.0, ONNX model inside its wheel): an optional teacher that our MIT code never
+# imports; build_dataset.py runs its command line as a separate process.
+$(VIBENET_STAMP): $(FEATURES_STAMP)
+	$(PY) -m pip install --quiet 'vibenet==0.1.0'
+	@touch $(VIBENET_STAMP)
+
+vibenet: $(VIBENET_STAMP)
 
 # musicnn's wheel pins numpy<1.17 (stale; it runs on NumPy 2): install it without dependencies.
 $(MUSICNN_STAMP): $(STAMP)
@@ -53,8 +79,9 @@ $(MUSICNN_STAMP): $(STAMP)
 
 musicnn: $(MUSICNN_STAMP)
 
-# CI exercises the teacher too, so the test suite installs it.
-test: $(STAMP) $(MUSICNN_STAMP)
+# CI exercises the teachers too (musicnn, the feature teachers, vibenet), so the test suite installs
+# them.
+test: $(STAMP) $(MUSICNN_STAMP) $(VIBENET_STAMP)
 	$(PY) -m pytest -q -m "not gpu" $(ARGS)
 
 lint: $(STAMP)
@@ -72,6 +99,10 @@ tensorboard: $(STAMP)
 # Speed: naive vs cached loading, training clips/s, inference real-time factor and cold start.
 bench: $(STAMP)
 	$(PY) scripts/benchmark.py $(ARGS)
+
+# The local tagging service and its page on http://127.0.0.1:8000/ (docs/service.md).
+serve: $(STAMP)
+	$(PY) scripts/serve.py $(ARGS)
 
 clean:
 	rm -rf logs lightning_logs data/cache .pytest_cache

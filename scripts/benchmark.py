@@ -3,6 +3,8 @@
 python scripts/benchmark.py                       # CPU or CUDA, whichever is here (< 5 min on CPU)
 python scripts/benchmark.py --batch-sizes 512 2048 --out reports/bench-h100.json
 python scripts/benchmark.py --checkpoint checkpoints/real/last.ckpt   # + inference of your models
+python scripts/benchmark.py --service      # the HTTP service vs a predict_clip process per file
+python scripts/benchmark.py --tags --similarity   # tag writing per file; exact vs HNSW search
 """
 
 from __future__ import annotations
@@ -81,11 +83,58 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         help="also measure inference of this trained checkpoint (repeatable)",
     )
+    parser.add_argument(
+        "--service",
+        action="store_true",
+        help="only the tagging service: requests/s and latency of scripts/serve.py under "
+        "concurrent uploads, against predict_clip.py in a fresh process per file "
+        "(--checkpoint: the model to serve; --infer-seconds: clip length)",
+    )
+    parser.add_argument("--service-requests", type=int, default=200)
+    parser.add_argument(
+        "--library-files",
+        type=int,
+        default=defaults.library_files,
+        help="30 s mp3/m4a/flac files of the library rows (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--library-musicnn-files",
+        type=int,
+        help="how many of them musicnn's extractor tags, when installed (default: all)",
+    )
+    parser.add_argument(
+        "--library-long-seconds",
+        type=float,
+        default=defaults.library_long_seconds,
+        help="length of the file whose peak RSS is measured (0: skip; default: %(default)s)",
+    )
+    parser.add_argument("--no-library", action="store_true", help="skip the library rows")
+    parser.add_argument("--service-clients", type=int, default=16)
+    parser.add_argument(
+        "--tags", action="store_true", help="only tag writing: ms per file (write_tags --apply)"
+    )
+    parser.add_argument("--tag-files", type=int, default=200, help="files --tags writes")
+    parser.add_argument(
+        "--similarity",
+        action="store_true",
+        help="only 'more like this': exact vs HNSW search; with --checkpoint also copy/excerpt "
+        "retrieval and genre agreement on ../shared/data",
+    )
     return parser.parse_args(argv)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.service:
+        return service_main(args, argv)
+    if args.tags or args.similarity:
+        from lightning_module.benchmark.tags_and_similarity import run_library_benchmarks
+
+        checkpoint = args.checkpoint[0] if args.checkpoint else None
+        run_library_benchmarks(
+            args.work_dir, args.tags, args.similarity, checkpoint, args.tag_files
+        )
+        return 0
     config = BenchmarkConfig(
         work_dir=args.work_dir,
         device=args.device,
@@ -105,12 +154,40 @@ def main(argv: list[str] | None = None) -> int:
         repeats=args.repeats,
         cold_runs=args.cold_runs,
         checkpoints=tuple(args.checkpoint),
+        library_files=0 if args.no_library else args.library_files,
+        library_musicnn_files=args.library_musicnn_files,
+        library_long_seconds=args.library_long_seconds,
     )
     with quiet_lightning():
         result = run_benchmark(config)
     result.config["command"] = " ".join(["scripts/benchmark.py", *(argv or sys.argv[1:])])
     out = write_json(result, args.out or Path(args.work_dir) / "benchmark.json")
     print(format_table(result))
+    print(f"wrote {out}")
+    return 0
+
+
+def service_main(args: argparse.Namespace, argv: list[str] | None) -> int:
+    from lightning_module.benchmark.service import (
+        ServiceBenchmarkConfig,
+        format_service_table,
+        run_service_benchmark,
+        write_service_json,
+    )
+
+    config = ServiceBenchmarkConfig(
+        work_dir=args.work_dir,
+        checkpoint=args.checkpoint[0] if args.checkpoint else None,
+        clip_seconds=args.infer_seconds,
+        requests=args.service_requests,
+        clients=args.service_clients,
+        device=args.device or "cpu",
+    )
+    with quiet_lightning():
+        result = run_service_benchmark(config)
+    result["config"]["command"] = " ".join(["scripts/benchmark.py", *(argv or sys.argv[1:])])
+    out = write_service_json(result, args.out or Path(args.work_dir) / "service_benchmark.json")
+    print(format_service_table(result))
     print(f"wrote {out}")
     return 0
 

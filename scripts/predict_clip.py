@@ -32,6 +32,7 @@ from lightning_module.inference.library import LibraryError  # noqa: E402
 from lightning_module.inference.output import (  # noqa: E402
     format_prediction,
     format_timeline,
+    model_notes,
     tag_library,
 )
 from lightning_module.inference.tagger import ModelError, Tagger, find_checkpoint  # noqa: E402
@@ -111,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             overlap=args.overlap,
         )
         if Path(args.audio).is_dir():
-            return _folder(tagger, args, model)
+            code = _folder(tagger, args, model)
+            _notes(tagger, code)
+            return code
         with tempfile.TemporaryDirectory(prefix="audiotagger-") as tmp:
             audio = args.audio
             if not Path(audio).exists() and spotify_track_id(audio):
@@ -137,7 +140,16 @@ def main(argv: list[str] | None = None) -> int:
     except (AudioError, SpotifyError, LibraryError, *ModelError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    _notes(tagger, 0)
     return 0
+
+
+def _notes(tagger: Tagger, code: int) -> None:
+    """What a user should know about the answers, once per run, after them (stderr: stdout stays
+    data); nothing when nothing was tagged, so an error stays one line."""
+    if code == 0:
+        for note in model_notes(tagger.spec):
+            print(note, file=sys.stderr)
 
 
 def _folder(tagger: Tagger, args: argparse.Namespace, model: str) -> int:

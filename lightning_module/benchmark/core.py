@@ -50,6 +50,12 @@ from datamodules.loading.datamodule import MusicDataModule
 from datamodules.manifest import read_manifest
 from datamodules.schema import DEFAULT_CROP_SECONDS, TASK_FIELDS
 from datamodules.synthetic import ensure_synthetic, render_clip
+from lightning_module.benchmark.library_speed import (
+    LibraryBenchConfig,
+    library_rows,
+    measure_library,
+)
+from lightning_module.benchmark.teachers import measure_teachers, teacher_rows
 from lightning_module.inference.tagger import Tagger
 from lightning_module.model.frontend import LogMel
 from lightning_module.training.module import MusicTagger
@@ -87,6 +93,11 @@ class BenchmarkConfig:
         seed: seed of the synthetic data, crops and model.
         checkpoints: trained checkpoints (e.g. the real-music students) whose inference is measured
             too, on the same clip and the same way as the default model's.
+        teacher_clips: 30 s clips the feature teachers' labelling cost is measured on (0: skip).
+        library_files: generated 30 s files of the folder-tagging rows (``benchmark.library_speed``;
+            0: skip).
+        library_musicnn_files: how many of them musicnn's extractor tags (``None``: all).
+        library_long_seconds: length of the file whose peak RSS is measured (0: skip).
     """
 
     work_dir: Path = Path("data/bench")
@@ -109,6 +120,10 @@ class BenchmarkConfig:
     device: str | None = None
     seed: int = 0
     checkpoints: tuple[Path, ...] = ()
+    teacher_clips: int = 8
+    library_files: int = 200
+    library_musicnn_files: int | None = None
+    library_long_seconds: float = 7200.0
 
     def resolved(self) -> BenchmarkConfig:
         """A copy with every ``None`` replaced by the choice for the device."""
@@ -140,6 +155,10 @@ class BenchmarkResult:
     inference: dict[str, Any] = field(default_factory=dict)
     #: ``inference`` of each of ``BenchmarkConfig.checkpoints``, with its path.
     inference_checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    #: The feature teachers' labelling cost per clip (``benchmark.teachers``).
+    teachers: dict[str, Any] = field(default_factory=dict)
+    #: Folder throughput, musicnn's extractor, long-file memory (``benchmark.library_speed``).
+    library_speed: dict[str, Any] = field(default_factory=dict)
     wall_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -529,6 +548,17 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> BenchmarkResul
         result.inference_checkpoints.append(
             {"checkpoint": str(path), **measure_inference(path, clip, cfg)}
         )
+    if cfg.teacher_clips:
+        say("teachers: labelling cost per clip ...", flush=True)
+        result.teachers = measure_teachers(cfg.work_dir, cfg.teacher_clips)
+    if cfg.library_files:
+        say(f"library: {cfg.library_files} files, musicnn, a long file's memory ...", flush=True)
+        library = LibraryBenchConfig(
+            files=cfg.library_files,
+            musicnn_files=cfg.library_musicnn_files,
+            long_seconds=cfg.library_long_seconds,
+        )
+        result.library_speed = measure_library(checkpoint, cfg.work_dir, library, cfg.device)
     result.machine["load_average_end"] = (
         list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     )
@@ -613,6 +643,9 @@ def format_table(result: BenchmarkResult) -> str:
     rows += _inference_rows(inf)
     for extra in result.inference_checkpoints:
         rows += _inference_rows(extra, Path(extra["checkpoint"]).parent.name or extra["checkpoint"])
+    if result.teachers:
+        rows += teacher_rows(result.teachers)
+    rows += library_rows(result.library_speed)
     width = max(len(r[1]) for r in rows)
     load = m.get("load_average_start")
     lines = [

@@ -33,12 +33,32 @@ def format_prediction(prediction: ClipPrediction, top: int = 3) -> str:
         if ranked:
             lines.append(f"  {key + ':':<9}" + ", ".join(f"{name} {p:.2f}" for name, p in ranked))
     if prediction.features:
-        lines.append("  features:")
+        lines.append("  features:                 (trained on)")
         for name, value in prediction.features.items():
             unit = FEATURE_UNITS.get(name, "")
             text = f"{value:.1f} {unit}" if unit else f"{value:.3f}"
-            lines.append(f"    {name:<17}{text}")
+            basis = prediction.feature_basis.get(name, "")
+            lines.append(f"    {name:<17}{text:<9}  {basis}".rstrip())
     return "\n".join(lines)
+
+
+def model_notes(spec: TaggerSpec) -> list[str]:
+    """One-line notes a user should read before trusting the answers (printed once per run)."""
+    notes = []
+    if spec.synthetic_only:
+        notes.append(
+            "note: this model was trained only on the synthetic demo set; on real music its "
+            "answers mean little. Train on real music with `make train-real`."
+        )
+    missing = [f for f in spec.feature_names if f not in spec.trained_features]
+    if missing:
+        notes.append(f"note: not trained on {', '.join(missing)}: not shown")
+    if not spec.provenance_known and spec.feature_names:
+        notes.append(
+            "note: this checkpoint predates provenance records; its features may include ones "
+            "it never learned from real audio"
+        )
+    return notes
 
 
 # -- libraries, tables and files ------------------------------------------------------------------

@@ -22,7 +22,7 @@ from lightning_module.model.network import TaggerNet
 #: Key of the ONNX metadata entry holding the checkpoint's hyperparameters as JSON.
 ONNX_HPARAMS_KEY = "audiotagger.hparams"
 #: Output names of an exported model, in this order (absent heads are left out).
-OUTPUT_NAMES = ("genre", "mood", "features", "tags", "embedding")
+OUTPUT_NAMES = ("genre", "mood", "features", "tags", "tempo", "embedding")
 INPUT_NAME = "waveform"
 
 

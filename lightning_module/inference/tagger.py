@@ -46,6 +46,7 @@ from lightning_module.inference.checkpoint import (  # noqa: F401 (re-exported: 
 from lightning_module.inference.runners import OnnxRunner, Runner, TorchRunner
 from lightning_module.model.network import TaggerNet
 from lightning_module.model.spec import TaggerSpec
+from lightning_module.model.tempo import tempo_bins
 
 #: Shortest audio we tag, in seconds; shorter clips carry too little music to say anything.
 MIN_SECONDS = 1.0
@@ -56,7 +57,9 @@ class ClipPrediction:
     """What the model says about one clip (or one window of it).
 
     ``genre``/``mood``/``tags`` are (name, probability) pairs, most probable first; ``features``
-    maps each audio feature to its value in natural units (tempo in BPM, loudness in dB, rest 0-1).
+    maps each audio feature the model was trained on to its value in natural units (tempo in BPM,
+    loudness in dB, rest 0-1); ``feature_basis`` says, per feature, what that training was
+    (``teacher:vibenet 540, human 90 (630 real clips)``; see ``TaggerSpec.feature_basis``).
     """
 
     path: str | None
@@ -67,6 +70,7 @@ class ClipPrediction:
     features: dict[str, float] = field(default_factory=dict)
     tags: list[tuple[str, float]] = field(default_factory=list)
     start: float = 0.0  # offset of the tagged audio in the file, seconds
+    feature_basis: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self, top: int | None = None) -> dict[str, Any]:
         data = asdict(self)
@@ -114,6 +118,9 @@ class Tagger:
         self.window = self.spec.window_samples
         self.hop = max(int(self.window * (1.0 - overlap)), 1)
         self.max_windows = max_windows
+        self._trained = set(self.spec.trained_features)
+        self._basis = {k: self.spec.feature_basis(k) for k in self.spec.feature_names}
+        self._tempo_bins = tempo_bins(self.spec)
         self._mean = torch.tensor(self.spec.feature_mean, dtype=torch.float32)
         self._std = torch.tensor(self.spec.feature_std, dtype=torch.float32)
         # A regression head can overshoot; report values inside each feature's valid range.
@@ -176,6 +183,8 @@ class Tagger:
                 outputs[task] = outputs[task].softmax(-1)
         if "tags" in outputs:
             outputs["tags"] = outputs["tags"].sigmoid()
+        if "tempo" in outputs:  # bin probabilities: averaged over windows, then decoded
+            outputs["tempo"] = outputs["tempo"].softmax(-1)
         if "features" in outputs:
             natural = outputs["features"] * self._std + self._mean
             outputs["features"] = torch.maximum(torch.minimum(natural, self._high), self._low)
@@ -219,6 +228,10 @@ class Tagger:
         features = {}
         if "features" in outputs:
             features = dict(zip(spec.feature_names, outputs["features"].tolist(), strict=True))
+        if "tempo" in outputs and self._tempo_bins is not None:
+            features["tempo"] = float(self._tempo_bins.decode(outputs["tempo"]))
+        # Never a number the model was not trained to produce.
+        features = {k: v for k, v in features.items() if k in self._trained}
         return ClipPrediction(
             path=path,
             duration=duration,
@@ -228,6 +241,7 @@ class Tagger:
             features=features,
             tags=ranked("tags", spec.tag_names),
             start=start,
+            feature_basis={k: self._basis[k] for k in features},
         )
 
     # -- public API -------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ def _tiny_args(work_dir: Path, out: Path, device: str) -> list[str]:
         "--infer-seconds=4",
         "--repeats=1",
         "--cold-runs=1",
+        "--no-library",  # measured on its own in test_library_speed.py
     ]
 
 
