@@ -72,7 +72,8 @@ def feature_provenance(df: pd.DataFrame, feature: str) -> pd.Series:
     column = provenance_column(feature)
     given = df[column].astype("string") if column in df else pd.Series(pd.NA, index=df.index)
     source = df["source"].astype("string") if "source" in df else pd.Series("", index=df.index)
-    inferred = source.map(lambda s: "synthetic" if s == "synthetic" else "table")
+    synthetic = source.fillna("").eq("synthetic").to_numpy(bool)
+    inferred = pd.Series(["synthetic" if s else "table" for s in synthetic], index=df.index)
     result = given.fillna(inferred).astype("string")
     return result.where(has_value, pd.NA)
 
