@@ -28,12 +28,14 @@ from datamodules.sources.spotify_preview import (  # noqa: E402
     fetch_spotify_preview,
     spotify_track_id,
 )
-from lightning_module.inference.library import LibraryError  # noqa: E402
+from lightning_module.inference.library import (
+    LibraryError,  # noqa: E402
+    tag_library,  # noqa: E402
+)
 from lightning_module.inference.output import (  # noqa: E402
     format_prediction,
     format_timeline,
     model_notes,
-    tag_library,
 )
 from lightning_module.inference.tagger import ModelError, Tagger, find_checkpoint  # noqa: E402
 

@@ -13,16 +13,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-#: The features vibenet predicts (its CLI's column names are ours).
-VIBENET_FEATURES: tuple[str, ...] = (
-    "danceability",
-    "energy",
-    "valence",
-    "acousticness",
-    "instrumentalness",
-    "speechiness",
-    "liveness",
-)
+from datamodules.schema import FEATURES
+
+#: The features vibenet predicts (its CLI's column names are ours): all but tempo and loudness.
+VIBENET_FEATURES: tuple[str, ...] = tuple(f for f in FEATURES if f not in ("tempo", "loudness"))
 
 
 class VibenetError(RuntimeError):

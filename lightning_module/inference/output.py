@@ -12,14 +12,11 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from datamodules.schema import FEATURE_UNITS
-from lightning_module.inference.tagger import ClipPrediction, Tagger
+from lightning_module.inference.tagger import ClipPrediction
 from lightning_module.model.spec import TaggerSpec
-
-if TYPE_CHECKING:  # library imports this module
-    from lightning_module.inference.library import LibraryReport
 
 
 def format_prediction(prediction: ClipPrediction, top: int = 3) -> str:
@@ -150,23 +147,3 @@ def format_timeline(windows: Sequence[ClipPrediction]) -> str:
 def _clock(seconds: float) -> str:
     minutes, rest = divmod(seconds, 60.0)
     return f"{int(minutes)}:{rest:04.1f}"
-
-
-# -- whole folders ------------------------------------------------------------------------------
-def tag_library(
-    tagger: Tagger,
-    folder: str | os.PathLike,
-    stream: IO[str] | None = None,
-    fmt: str = "csv",
-    top: int | None = None,
-    offset: float = 0.0,
-    duration: float | None = None,
-    progress: bool = True,
-    errors: IO[str] | None = None,
-    **kwargs: Any,
-) -> LibraryReport:
-    """Tag every audio file under ``folder`` into one table: :func:`.library.tag_library` (which
-    lists every file it did not tag with its reason, and resumes an ``out=`` table)."""
-    from lightning_module.inference.library import tag_library as run  # it imports this module
-
-    return run(tagger, folder, stream, fmt, top, offset, duration, progress, errors, **kwargs)

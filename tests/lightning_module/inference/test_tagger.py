@@ -22,11 +22,11 @@ from datamodules.sources.spotify_preview import (
     spotify_track_id,
 )
 from datamodules.synthetic import render_clip
+from lightning_module.inference.library import tag_library
 from lightning_module.inference.output import (
     PredictionWriter,
     format_timeline,
     prediction_columns,
-    tag_library,
 )
 from lightning_module.inference.tagger import Tagger
 from lightning_module.plots import plot_timeline
