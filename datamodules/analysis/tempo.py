@@ -72,10 +72,16 @@ def estimate_tempo(wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
     return float(60.0 * SAMPLE_RATE / (HOP * lag)) if lag > 0 else float(bpms[best])
 
 
-def tempo_accuracy(estimate: float, truth: float, tolerance: float = 0.04) -> tuple[bool, bool]:
-    """(Acc1, Acc2) hits: within ``tolerance`` of ``truth``; or of 2x, 3x, 1/2, 1/3 of it."""
+#: Acc2 also accepts these multiples of the true tempo (octave and triple-meter errors).
+ACC2_FACTORS: tuple[float, ...] = (1.0, 2.0, 3.0, 0.5, 1.0 / 3.0)
 
-    def close(factor: float) -> bool:
-        return abs(estimate - factor * truth) <= tolerance * factor * truth
 
-    return close(1.0), any(close(f) for f in (1.0, 2.0, 3.0, 0.5, 1.0 / 3.0))
+def tempo_accuracy(
+    estimate: float | np.ndarray, truth: float | np.ndarray, tolerance: float = 0.04
+) -> tuple[np.ndarray, np.ndarray]:
+    """(Acc1, Acc2) hits, elementwise: within ``tolerance`` of ``truth``; or of 2x, 3x, 1/2, 1/3
+    of it. Scalars give 0-d boolean arrays; arrays of the same shape give arrays of hits."""
+    estimate = np.asarray(estimate, dtype=np.float64)[..., None]
+    truth = np.asarray(truth, dtype=np.float64)[..., None] * np.asarray(ACC2_FACTORS)
+    close = np.abs(estimate - truth) <= tolerance * truth
+    return close[..., 0], close.any(-1)

@@ -155,16 +155,10 @@ def tempo_scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     from datamodules.analysis.tempo import tempo_accuracy
 
     both = np.isfinite(truth) & np.isfinite(pred) & (truth > 0)
-    hits = [
-        tempo_accuracy(float(p), float(t)) for t, p in zip(truth[both], pred[both], strict=True)
-    ]
-    if not hits:
+    if not both.any():
         return {"n": 0, "acc1": None, "acc2": None}
-    return {
-        "n": len(hits),
-        "acc1": float(np.mean([h[0] for h in hits])),
-        "acc2": float(np.mean([h[1] for h in hits])),
-    }
+    acc1, acc2 = tempo_accuracy(pred[both], truth[both])
+    return {"n": int(both.sum()), "acc1": float(acc1.mean()), "acc2": float(acc2.mean())}
 
 
 def feature_scores(truth: np.ndarray, pred: np.ndarray, name: str) -> dict[str, Any]:

@@ -64,15 +64,6 @@ class TempoTarget:
         return batch["features"][:, self.index].float() * self.std + self.mean, rows
 
 
-def tempo_hits(estimate: torch.Tensor, truth: torch.Tensor, tolerance: float = 0.04):
-    """(Acc1, Acc2) hits per row: within ``tolerance`` of ``truth``; or of 2x, 3x, 1/2, 1/3."""
-    factors = torch.tensor([1.0, 2.0, 3.0, 0.5, 1.0 / 3.0], device=truth.device)
-    close = (estimate[:, None] - factors * truth[:, None]).abs() <= tolerance * factors * truth[
-        :, None
-    ]
-    return close[:, 0], close.any(-1)
-
-
 def tempo_branch(spec: TaggerSpec) -> TempoBranch | None:
     """The tempo head of a model with this spec (None: it has none)."""
     if not spec.tempo_bins:

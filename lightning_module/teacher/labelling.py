@@ -23,7 +23,6 @@ never overwritten.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -40,6 +39,7 @@ from datamodules.builds import (
     SUMMARY_NAME,
     Skip,
     SourceError,
+    file_key,
     from_mapping,
     write_skipped,
     write_summary,
@@ -155,9 +155,7 @@ class TeacherSummary:
 
 def cache_key(audio: Path, model: str) -> str:
     """Names the cached probabilities of ``audio`` under ``model``; changes when the file does."""
-    stat = audio.stat()
-    text = f"{audio.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{model}|{PIPELINE_VERSION}"
-    return hashlib.sha1(text.encode()).hexdigest()
+    return file_key(audio, model, PIPELINE_VERSION)  # the key earlier runs cached under
 
 
 def _save_atomic(path: Path, probabilities: np.ndarray) -> None:

@@ -16,10 +16,11 @@ from torchmetrics.classification import (
 )
 from torchmetrics.regression import PearsonCorrCoef, R2Score
 
+from datamodules.analysis.tempo import tempo_accuracy
 from datamodules.schema import IGNORE_INDEX
 from lightning_module.model.losses import LOSS_NAMES
 from lightning_module.model.spec import TaggerSpec
-from lightning_module.model.tempo import TempoTarget, tempo_hits
+from lightning_module.model.tempo import TempoTarget
 
 #: A teacher probability above this counts as a positive tag for the per-tag ROC-AUC.
 TEACHER_POSITIVE = 0.5
@@ -117,9 +118,9 @@ class SplitMetrics(nn.Module):
             bpm, rows = self.tempo.bpm(batch)
             if rows.any():
                 estimate = self.tempo.bins.decode(out["tempo"][rows].detach().float().softmax(-1))
-                acc1, acc2 = tempo_hits(estimate, bpm[rows])
-                self.tempo_acc["acc1"].update(acc1.float())
-                self.tempo_acc["acc2"].update(acc2.float())
+                acc1, acc2 = tempo_accuracy(estimate.cpu().numpy(), bpm[rows].cpu().numpy())
+                self.tempo_acc["acc1"].update(torch.from_numpy(acc1).float())
+                self.tempo_acc["acc2"].update(torch.from_numpy(acc2).float())
         if losses is not None and self.losses:
             weight = len(batch["audio"])
             for k, mean in self.losses.items():
