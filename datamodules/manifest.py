@@ -11,6 +11,9 @@ Columns
     genre, mood  optional class names
     <features>   optional floats, natural units (see ``FEATURE_RANGES``)
     tag_<name>   optional soft targets in [0, 1] (teacher tags)
+    genre_tag_<name>  optional multi-label genre tags (AllMusic names kept verbatim, e.g.
+                 ``genre_tag_Pop/Rock``): 1.0 / 0.0 on a row that has genre tags, empty on every
+                 one of them for a row that has none (its genre-tag loss is masked)
     source       which importer wrote the row
     provenance_<feature>  where that row's feature value came from: ``human`` (listener
                  annotations, e.g. GTZAN tempo, 4Q arousal/valence signs), ``table`` (a feature
@@ -46,6 +49,7 @@ TEXT_COLUMNS: tuple[str, ...] = (
 )
 COLUMNS: tuple[str, ...] = (*TEXT_COLUMNS, *FEATURES)
 TAG_PREFIX = "tag_"
+GENRE_TAG_PREFIX = "genre_tag_"
 PROVENANCE_PREFIX = "provenance_"
 TEACHER_PREFIX = "teacher_"
 #: Provenance of values no teacher may overwrite.
@@ -59,6 +63,11 @@ class ManifestError(ValueError):
 def tag_columns(columns: Iterable[str]) -> list[str]:
     """The ``tag_<name>`` soft-target columns present, in their original order."""
     return [c for c in columns if c.startswith(TAG_PREFIX)]
+
+
+def genre_tag_columns(columns: Iterable[str]) -> list[str]:
+    """The ``genre_tag_<name>`` multi-label genre columns present, in their original order."""
+    return [c for c in columns if c.startswith(GENRE_TAG_PREFIX)]
 
 
 def provenance_column(feature: str) -> str:
@@ -144,7 +153,7 @@ def validate(df: pd.DataFrame, path: str | os.PathLike, check_audio: bool = True
         raise row_error(
             index, f"unknown split {df.at[index, 'split']!r} (expected one of {', '.join(SPLITS)})"
         )
-    for column in [*FEATURES, *tag_columns(df.columns)]:
+    for column in [*FEATURES, *tag_columns(df.columns), *genre_tag_columns(df.columns)]:
         values = pd.to_numeric(df[column], errors="coerce")
         bad = values.isna() & df[column].notna() & (df[column].astype("string").str.strip() != "")
         if bad.any():

@@ -61,6 +61,9 @@ class TaskSpec:
     feature_sources: list[dict[str, int]] = field(default_factory=list)
     #: Train rows by the manifest's ``source`` column (``synthetic`` for the demo set).
     train_sources: dict[str, int] = field(default_factory=dict)
+    #: Multi-label genre tags of the genre-tag head (``genre_tag_<name>`` manifest columns with
+    #: enough positive and at least one negative train row), sorted by name.
+    genre_tag_names: list[str] = field(default_factory=list)
 
 
 #: The task spec's fields: the data module's attributes the CLI links into the model.

@@ -1,4 +1,4 @@
-"""Tag audio with a trained model: genre, mood and audio features.
+"""Tag audio with a trained model: genre, mood, audio features (and tags, genre tags).
 
 python scripts/predict_clip.py song.mp3                          # newest best checkpoint
 python scripts/predict_clip.py song.flac --checkpoint checkpoints/last.ckpt --json
@@ -55,7 +55,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     model.add_argument("--onnx", help="run this model exported by scripts/export_onnx.py")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    parser.add_argument("--top", type=int, default=3, help="how many genres/moods/tags to show")
+    parser.add_argument(
+        "--top",
+        type=int,
+        default=3,
+        help="how many genres/moods/tags/genre tags to show (--json lists every genre tag)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
     parser.add_argument(

@@ -18,8 +18,10 @@ from datamodules.loading.cache import AudioCache, build_cache
 from datamodules.loading.dataset import CropDataset, Targets, TaskSpec
 from datamodules.manifest import (
     FEATURES,
+    GENRE_TAG_PREFIX,
     ManifestError,
     feature_provenance,
+    genre_tag_columns,
     label_names,
     read_manifest,
     tag_columns,
@@ -31,6 +33,18 @@ log = logging.getLogger(__name__)
 
 #: Standard deviations below this are floored, so a constant feature cannot blow up its z-score.
 MIN_FEATURE_STD = 1e-3
+
+
+def frequent_genre_tags(train: pd.DataFrame, min_count: int) -> list[str]:
+    """Genre tags (``genre_tag_<name>`` columns) with at least ``min_count`` positive and one
+    negative train row, sorted by name: a tag no train row lacks (or almost none has) cannot be
+    learnt."""
+    names = []
+    for column in genre_tag_columns(train.columns):
+        values = pd.to_numeric(train[column], errors="coerce").dropna()
+        if (values >= 0.5).sum() >= min_count and (values < 0.5).sum() >= 1:
+            names.append(column.removeprefix(GENRE_TAG_PREFIX))
+    return sorted(names)
 
 
 def feature_statistics(train: pd.DataFrame, names: list[str]) -> tuple[list[float], list[float]]:
@@ -72,6 +86,8 @@ class MusicDataModule(pl.LightningDataModule):
         decode_workers: threads used to build the cache (``None``: up to 8).
         max_clip_seconds: keep at most this many seconds of each clip in the cache (``None``: all),
             so one hour-long file cannot fill the disk.
+        min_genre_tag_count: a ``genre_tag_<name>`` column becomes an output of the genre-tag head
+            when at least this many train rows have the tag (and at least one lacks it).
     """
 
     def __init__(
@@ -95,6 +111,7 @@ class MusicDataModule(pl.LightningDataModule):
         augment: bool = True,
         decode_workers: int | None = None,
         max_clip_seconds: float | None = 600.0,
+        min_genre_tag_count: int = 5,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -140,6 +157,8 @@ class MusicDataModule(pl.LightningDataModule):
         ]
         sources = train["source"].fillna("unknown") if "source" in train else pd.Series(dtype=str)
         spec.train_sources = {str(k): int(v) for k, v in sources.value_counts().items()}
+        # Multi-label genre tags (genre-tag head): frequent enough in train to learn.
+        spec.genre_tag_names = frequent_genre_tags(train, self.hparams.min_genre_tag_count)
         for column, names in (("genre", spec.genre_names), ("mood", spec.mood_names)):
             unknown = df[df[column].notna() & ~df[column].isin(names)]
             if not unknown.empty:
@@ -182,6 +201,10 @@ class MusicDataModule(pl.LightningDataModule):
     @property
     def train_sources(self) -> dict[str, int]:
         return self.task.train_sources
+
+    @property
+    def genre_tag_names(self) -> list[str]:
+        return self.task.genre_tag_names
 
     # -- data -------------------------------------------------------------------------------------
     def prepare_data(self) -> None:

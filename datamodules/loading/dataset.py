@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from datamodules.audio import window_starts
 from datamodules.loading.cache import AudioCache
+from datamodules.manifest import GENRE_TAG_PREFIX
 from datamodules.schema import IGNORE_INDEX, TaskSpec, spread_evenly  # noqa: F401 (TaskSpec re-exported)
 
 
@@ -25,6 +26,9 @@ class Targets:
     feature_mask: np.ndarray  # (N, F) bool
     tags: np.ndarray  # (N, K) float32 in [0, 1], 0 where missing
     tag_mask: np.ndarray  # (N, K) bool
+    # Multi-label genre tags (genre_tag_<name>): hard 0/1; a row without genre tags is all False.
+    genre_tags: np.ndarray  # (N, T) float32 in {0, 1}, 0 where missing
+    genre_tag_mask: np.ndarray  # (N, T) bool
 
     @classmethod
     def from_manifest(cls, df: pd.DataFrame, spec: TaskSpec) -> Targets:
@@ -49,6 +53,7 @@ class Targets:
             else np.zeros((len(df), 0))
         )
         tag_mask = np.isfinite(tags)
+        genre_tags, genre_tag_mask = _genre_tag_targets(df, spec)
         return cls(
             genre=classes("genre", spec.genre_names),
             mood=classes("mood", spec.mood_names),
@@ -56,6 +61,8 @@ class Targets:
             feature_mask=feature_mask,
             tags=np.where(tag_mask, tags, 0.0).astype(np.float32),
             tag_mask=tag_mask,
+            genre_tags=genre_tags,
+            genre_tag_mask=genre_tag_mask,
         )
 
     def item(self, row: int) -> dict[str, torch.Tensor]:
@@ -66,7 +73,21 @@ class Targets:
             "feature_mask": torch.from_numpy(self.feature_mask[row]),
             "tags": torch.from_numpy(self.tags[row]),
             "tag_mask": torch.from_numpy(self.tag_mask[row]),
+            "genre_tags": torch.from_numpy(self.genre_tags[row]),
+            "genre_tag_mask": torch.from_numpy(self.genre_tag_mask[row]),
         }
+
+
+def _genre_tag_targets(df: pd.DataFrame, spec: TaskSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(N, T) hard 0/1 genre-tag targets and their mask, T = ``spec.genre_tag_names``; a row
+    whose ``genre_tag_<name>`` values are empty (no genre tags: GTZAN, Emotify) is fully masked."""
+    names = [f"{GENRE_TAG_PREFIX}{t}" for t in spec.genre_tag_names]
+    values = np.full((len(df), len(names)), np.nan)
+    for j, column in enumerate(names):
+        if column in df:
+            values[:, j] = pd.to_numeric(df[column], errors="coerce").to_numpy(np.float64)
+    mask = np.isfinite(values)
+    return np.where(mask, values >= 0.5, False).astype(np.float32), mask
 
 
 class CropDataset(Dataset):

@@ -47,6 +47,7 @@ from datamodules.manifest import (
     GROUND_TRUTH,
     SPLITS,
     ManifestError,
+    genre_tag_columns,
     provenance_column,
     read_manifest,
     write_manifest,
@@ -171,7 +172,10 @@ def to_float(value: object) -> float | None:
 
 
 def has_label(row: Mapping[str, object]) -> bool:
-    return any(row.get(c) not in (None, "") for c in LABEL_COLUMNS)
+    """A genre or mood, or multi-label genre tags (``genre_tag_<name>``)."""
+    if any(row.get(c) not in (None, "") for c in LABEL_COLUMNS):
+        return True
+    return any(to_float(row[c]) is not None for c in genre_tag_columns(row))
 
 
 def has_features(row: Mapping[str, object]) -> bool:

@@ -3,6 +3,8 @@
 Generic: which CSV column holds the track id, the audio path, the artist, the genre, the mood, the
 split, which hold features (with an optional affine ``scale``/``offset``, e.g. a ±1 arousal sign
 to a weak 0/1 ``energy`` target) and which are copied verbatim (e.g. ``tag_<name>`` soft targets).
+``genre_tags`` splits one column of several genre names per cell (4Q's ``allmusic_genres``:
+``International; Jazz``) into multi-label ``genre_tag_<name>`` columns.
 Label renaming is ``label_map`` (common to all sources). Without an audio path column, files under
 ``root`` are matched to the track id column by file stem.
 """
@@ -15,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from datamodules.audio import AUDIO_EXTENSIONS
-from datamodules.manifest import FEATURES, SPLITS
+from datamodules.manifest import FEATURES, GENRE_TAG_PREFIX, SPLITS
 from datamodules.sources.base import (
     Item,
     Listing,
@@ -52,6 +54,11 @@ class LabelsConfig(SourceConfig):
         extensions: audio extensions searched when matching files by track id.
         join: further tables (relative to ``root``) joined on the track id column, e.g. GTZAN's
             ``tempo.csv`` beside its ``labels.csv``; their columns can then be mapped.
+        genre_tags: ``{column, separator}`` (separator default ``;``): a column holding several
+            genre names per cell, written as one ``genre_tag_<name>`` column per name seen in the
+            table (names stripped, kept verbatim): 1.0 / 0.0 on a row whose cell names at least
+            one genre, empty (masked) on every one of them for an empty or unreadable cell. Rare
+            names are kept; the data module decides which become head outputs.
     """
 
     root: str = ""
@@ -63,11 +70,23 @@ class LabelsConfig(SourceConfig):
     id_prefix: str = ""
     extensions: list[str] = field(default_factory=lambda: list(AUDIO_EXTENSIONS))
     join: list[str] = field(default_factory=list)
+    genre_tags: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.root:
             raise SourceError("root is required (the folder the audio paths are relative to)")
+        if self.genre_tags and not isinstance(self.genre_tags, dict):
+            raise SourceError("genre_tags: expected {column, separator}")
+        if self.genre_tags:
+            unknown = sorted(set(self.genre_tags) - {"column", "separator"})
+            if unknown or not str(self.genre_tags.get("column") or "").strip():
+                raise SourceError(
+                    "genre_tags: expected {column, separator}"
+                    + (f", not {', '.join(unknown)}" if unknown else " (column is required)")
+                )
+            if not str(self.genre_tags.get("separator", ";")):
+                raise SourceError("genre_tags: separator must not be empty")
         check_mapping_names(self.columns, MAPPABLE, self.features)
         bad = sorted(v for v in self.split_map.values() if v not in SPLITS)
         if bad:
@@ -88,6 +107,7 @@ def list_items(config: LabelsConfig) -> Listing:
     available = list(table.columns)
     features = config.features or {f: f for f in FEATURES if f in available}
     check_columns(table_path, available, columns, features, config.extra_columns)
+    genre_tags = _genre_tag_rows(table, table_path, config.genre_tags)
     if "track_id" not in columns and "audio_path" not in columns:
         raise SourceError(f"{table_path}: map columns.track_id or columns.audio_path")
     by_stem: dict[str, Path] = {}
@@ -106,6 +126,8 @@ def list_items(config: LabelsConfig) -> Listing:
             continue
         track_id = f"{config.id_prefix}{raw_id}"
         row = record_row(record, columns, features, config.extra_columns, config.split_map)
+        if genre_tags:
+            row.update(genre_tags[line - 2])
         if rel:
             audio = Path(rel).expanduser()
             audio = audio if audio.is_absolute() else root / audio
@@ -120,6 +142,36 @@ def list_items(config: LabelsConfig) -> Listing:
     if not listing.items and not listing.skips:
         raise SourceError(f"{table_path}: no rows")
     return listing
+
+
+def split_genre_tags(cell: object, separator: str = ";") -> list[str]:
+    """The genre names of one cell (stripped, empty ones dropped, first occurrence kept); an
+    empty or missing cell gives none."""
+    if cell is None or (not isinstance(cell, str) and pd.isna(cell)):
+        return []
+    names = [name.strip() for name in str(cell).split(separator)]
+    return list(dict.fromkeys(n for n in names if n and n.lower() not in ("nan", "none", "null")))
+
+
+def _genre_tag_rows(
+    table: pd.DataFrame, path: Path, option: dict[str, str]
+) -> list[dict[str, float | None]]:
+    """Per table row, its ``genre_tag_<name>`` values (see ``LabelsConfig.genre_tags``); empty
+    without the option."""
+    if not option:
+        return []
+    column, separator = str(option["column"]), str(option.get("separator", ";"))
+    if column not in table.columns:
+        raise SourceError(
+            f"{path}: no column {column!r} (mapped by genre_tags.column); "
+            f"columns are {', '.join(table.columns)}"
+        )
+    cells = [split_genre_tags(cell, separator) for cell in table[column].tolist()]
+    names = sorted(set().union(*cells)) if cells else []
+    return [
+        {f"{GENRE_TAG_PREFIX}{name}": (float(name in found) if found else None) for name in names}
+        for found in cells
+    ]
 
 
 def _join(table: pd.DataFrame, path: Path, key: str) -> pd.DataFrame:

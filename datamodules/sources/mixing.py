@@ -27,7 +27,14 @@ import pandas as pd
 import yaml
 
 from datamodules.audio import AudioError, audio_info
-from datamodules.manifest import FEATURES, LABEL_COLUMNS, ManifestError, tag_columns, validate
+from datamodules.manifest import (
+    FEATURES,
+    LABEL_COLUMNS,
+    ManifestError,
+    genre_tag_columns,
+    tag_columns,
+    validate,
+)
 from datamodules.sources.splits import SplitConfig, assign_splits, group_key
 
 #: Options of SplitConfig a source may set; fractions and seed belong to the whole mix.
@@ -238,7 +245,9 @@ def mix(spec: MixSpec, root: str | os.PathLike = ".", check_audio: bool = True) 
         for column, mapping in spec.labels.items():
             if column in df:
                 df[column] = rename_labels(df[column], mapping)
-        targets = df[[*LABEL_COLUMNS, *FEATURES, *tag_columns(df.columns)]].notna().any(axis=1)
+        labels = [*LABEL_COLUMNS, *FEATURES, *tag_columns(df.columns)]
+        labels += genre_tag_columns(df.columns)  # multi-label genre tags are targets too
+        targets = df[labels].notna().any(axis=1)
         skipped += [
             {
                 "track_id": t,

@@ -8,7 +8,9 @@ the majority / chance baselines. Metrics are computed per ``source`` and written
 ``report.md`` and confusion-matrix PNGs.
 
 Labels are matched by name: a ground-truth label the model does not know is counted and reported
-under ``unknown_labels`` and left out of that task's scores.
+under ``unknown_labels`` and left out of that task's scores. A model with a genre-tag head gets
+per-tag ROC-AUC and PR-AUC (with positives counted) on the rows that have genre tags
+(``genre_tag_<name>`` columns), and their means over the tags defined there.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torchaudio
 
 from datamodules.loading.cache import AudioCache, build_cache
 from datamodules.manifest import (
+    GENRE_TAG_PREFIX,
     GROUND_TRUTH,
     TEACHER_PREFIX,
     feature_provenance,
@@ -179,6 +182,23 @@ def auc(signs: np.ndarray, scores: np.ndarray) -> float | None:
     return float(roc_auc_score(positive, scores))
 
 
+def genre_tag_scores(truth: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    """ROC-AUC and PR-AUC (average precision) of one genre tag's ``probs`` against 0/1 ``truth``
+    (NaN rows left out), with the counts; the scores are None when the rows have no positive or
+    no negative. ``prevalence`` (positives / n) is the PR-AUC of a random ranking."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    has = np.isfinite(truth) & np.isfinite(probs)
+    positive = truth[has] >= 0.5
+    n, positives = int(has.sum()), int(positive.sum())
+    result: dict[str, Any] = {"n": n, "positives": positives, "roc_auc": None, "pr_auc": None}
+    result["prevalence"] = positives / n if n else None
+    if 0 < positives < n:
+        result["roc_auc"] = float(roc_auc_score(positive, probs[has]))
+        result["pr_auc"] = float(average_precision_score(positive, probs[has]))
+    return result
+
+
 def sign_targets(df: pd.DataFrame, feature: str) -> pd.Series:
     """The ±1 sign a feature is ranked against: a sign column if present, else a two-valued target.
 
@@ -224,6 +244,8 @@ def tag_rows(
 
     spec = tagger.spec
     probs: dict[str, list] = {t: [] for t in TASKS if spec.names(t)}
+    if spec.genre_tag_names:  # the multi-label genre-tag head: one probability per tag
+        probs["genre_tags"] = []
     features, descriptors = [], []
     for track_id in tqdm(rows["track_id"], desc="tagging", unit="clip", leave=False):
         wave = torch.from_numpy(cache.read(track_id))
@@ -376,6 +398,9 @@ class Evaluator:
             features = self._features(preds, baselines, mask)
             if features:
                 entry["features"] = features
+            genre_tags = self._genre_tags(preds, mask)
+            if genre_tags:
+                entry["genre_tags"] = genre_tags
             report["sources"][source] = entry
         report["cnn_below_baseline"] = below_baseline(report)
         return report
@@ -413,6 +438,32 @@ class Evaluator:
                 probs = model.predict_proba(preds.descriptors[known])
                 result["baseline"] = classification_scores(y, probs, classes)
         result["confusion"] = confusion(y, preds.probs[task][known], names)
+        return result
+
+    def _genre_tags(self, preds: Predictions, mask: np.ndarray) -> dict[str, Any]:
+        """Per genre tag of the model: :func:`genre_tag_scores` over the clips of ``mask`` that
+        have genre tags, and the mean ROC-AUC / PR-AUC / prevalence over the tags defined there
+        (a tag with no positive or no negative clip is reported but left out of the means)."""
+        names = list(self.spec.genre_tag_names)
+        if not names or "genre_tags" not in preds.probs:
+            return {}
+        rows = preds.rows
+        tags: dict[str, Any] = {}
+        for j, name in enumerate(names):
+            column = f"{GENRE_TAG_PREFIX}{name}"
+            if column not in rows:
+                continue
+            truth = pd.to_numeric(rows[column], errors="coerce").to_numpy(np.float64)
+            truth = np.where(mask, truth, np.nan)
+            if np.isfinite(truth).any():
+                tags[name] = genre_tag_scores(truth, preds.probs["genre_tags"][:, j])
+        if not tags:
+            return {}
+        defined = [t for t in tags.values() if t["roc_auc"] is not None]
+        result: dict[str, Any] = {"n": max(t["n"] for t in tags.values()), "tags": tags}
+        result["n_defined"] = len(defined)
+        for key in ("roc_auc", "pr_auc", "prevalence"):
+            result[f"mean_{key}"] = float(np.mean([t[key] for t in defined])) if defined else None
         return result
 
     def _features(
@@ -581,6 +632,28 @@ def _f(value: Any) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
+def _genre_tag_lines(scores: dict[str, Any] | None) -> list[str]:
+    """The genre-tag means (rows of the metric table) and a per-tag table after it."""
+    if not scores:
+        return []
+    k, n = scores["n_defined"], scores["n"]
+    lines = [
+        f"| genre tags: mean ROC-AUC ({k} tags, n={n}) | {_f(scores['mean_roc_auc'])} | | | "
+        "0.500 |",
+        f"| genre tags: mean PR-AUC | {_f(scores['mean_pr_auc'])} | | | "
+        f"{_f(scores['mean_prevalence'])} |",
+        "",
+        "| genre tag | positives / clips | ROC-AUC | PR-AUC | prevalence |",
+        "|---|---|---|---|---|",
+    ]
+    for name, tag in sorted(scores["tags"].items(), key=lambda kv: -kv[1]["positives"]):
+        lines.append(
+            f"| {name} | {tag['positives']} / {tag['n']} | {_f(tag['roc_auc'])} | "
+            f"{_f(tag['pr_auc'])} | {_f(tag['prevalence'])} |"
+        )
+    return lines
+
+
 def format_markdown(report: dict[str, Any]) -> str:
     """The human-readable report: one table per source, then counts and settings."""
     lines = [
@@ -592,7 +665,9 @@ def format_markdown(report: dict[str, Any]) -> str:
         "Genre/mood `accuracy` and `macro-F1` choose among the labels each source has (GTZAN: 3 "
         "genres); `open` chooses among every label the model knows. Baseline: mean+std of 20 "
         "MFCCs and 64 log-mel bands per clip → logistic regression on the train split (C chosen "
-        "on val). ROC-AUC ranks the predicted feature against the ±1 arousal/valence sign.",
+        "on val). ROC-AUC ranks the predicted feature against the ±1 arousal/valence sign. Genre "
+        "tags (multi-label AllMusic genres): per-tag ROC-AUC and PR-AUC on the clips that have "
+        "genre tags; a random ranking scores 0.5 and the prevalence.",
         "",
     ]
     for source, entry in report["sources"].items():
@@ -645,6 +720,7 @@ def format_markdown(report: dict[str, Any]) -> str:
                         f"| {name}: {what} (n={reg['n']}): r / ρ / MAE{tempo} | "
                         f"{_f(reg['pearson_r'])} / {_f(reg['spearman'])} / {_f(reg['mae'])} | | | |"
                     )
+        lines += _genre_tag_lines(entry.get("genre_tags"))
         lines.append("")
         for task in TASKS:
             scores = entry.get(task, {})

@@ -18,9 +18,13 @@ from datamodules.schema import FEATURE_UNITS
 from lightning_module.inference.tagger import ClipPrediction
 from lightning_module.model.spec import TaggerSpec
 
+#: Genre tags a CSV row lists (the ``genre_tags`` column: most probable first).
+GENRE_TAG_TOP = 3
+
 
 def format_prediction(prediction: ClipPrediction, top: int = 3) -> str:
-    """Human-readable summary: top genres, moods and tags, and every feature in natural units."""
+    """Human-readable summary: top genres, moods, tags and genre tags (``top`` of each), and every
+    feature in natural units."""
     lines = [
         f"{prediction.path or 'audio'}  "
         f"({prediction.duration:.1f} s, {prediction.windows} window(s))"
@@ -29,6 +33,8 @@ def format_prediction(prediction: ClipPrediction, top: int = 3) -> str:
         ranked = getattr(prediction, key)[:top]
         if ranked:
             lines.append(f"  {key + ':':<9}" + ", ".join(f"{name} {p:.2f}" for name, p in ranked))
+    if prediction.genre_tags:  # the multi-label genre-tag head, when the model has one
+        lines.append(f"  genre tags: {top_genre_tags(prediction, top, ', ')}")
     if prediction.features:
         lines.append("  features:                 (trained on)")
         for name, value in prediction.features.items():
@@ -58,6 +64,13 @@ def model_notes(spec: TaggerSpec) -> list[str]:
     return notes
 
 
+def top_genre_tags(prediction: ClipPrediction, top: int = GENRE_TAG_TOP, sep: str = "; ") -> str:
+    """The ``top`` most probable genre tags as ``Pop/Rock 0.81; Electronic 0.42`` ("" for a
+    model without the genre-tag head)."""
+    ranked = list(prediction.genre_tags.items())[:top]
+    return sep.join(f"{name} {p:.2f}" for name, p in ranked)
+
+
 # -- libraries, tables and files ------------------------------------------------------------------
 def audio_files(folder: str | os.PathLike) -> list[Path]:
     """Audio files under ``folder`` (recursively, by name: ``library.list_library``), sorted;
@@ -77,12 +90,15 @@ def prediction_columns(spec: TaggerSpec | Mapping[str, Any]) -> list[str]:
     columns += list(spec.feature_names)
     for task, prefix in (("genre", "genre"), ("mood", "mood"), ("tags", "tag")):
         columns += [f"{prefix}:{name}" for name in spec.names(task)]
+    if spec.genre_tag_names:  # one column: the top genre tags with their probabilities
+        columns.append("genre_tags")
     return columns
 
 
 def prediction_record(prediction: ClipPrediction) -> dict[str, Any]:
     """One flat row: top genre and mood with their probability, every feature, every class
-    probability (``genre:<name>``, ``mood:<name>``, ``tag:<name>``)."""
+    probability (``genre:<name>``, ``mood:<name>``, ``tag:<name>``) and, with a genre-tag head,
+    ``genre_tags``: the top :data:`GENRE_TAG_TOP` genre tags (``Pop/Rock 0.81; Jazz 0.40; ...``)."""
     record: dict[str, Any] = {
         "path": prediction.path,
         "start": round(prediction.start, 3),
@@ -96,6 +112,8 @@ def prediction_record(prediction: ClipPrediction) -> dict[str, Any]:
     record.update({k: round(v, 4) for k, v in prediction.features.items()})
     for task, key in (("genre", "genre"), ("mood", "mood"), ("tags", "tag")):
         record.update({f"{key}:{n}": round(p, 4) for n, p in getattr(prediction, task)})
+    if prediction.genre_tags:
+        record["genre_tags"] = top_genre_tags(prediction)
     return record
 
 

@@ -3,9 +3,9 @@
 The windowing, batching and aggregation in ``inference`` are the same whichever runner does the
 arithmetic: PyTorch (:class:`TorchRunner`, from a checkpoint) or onnxruntime (:class:`OnnxRunner`,
 from ``scripts/export_onnx.py``'s file). A runner takes (batch, samples) float32 audio at the
-model's sample rate and returns ``{"genre", "mood", "features", "tags", "embedding"}`` (the heads
-the model has) as float32 CPU tensors: logits and standardised features, exactly what
-:class:`TaggerNet` returns.
+model's sample rate and returns ``{"genre", "mood", "features", "tags", "genre_tags", "tempo",
+"embedding"}`` (the heads the model has) as float32 CPU tensors: logits and standardised
+features, exactly what :class:`TaggerNet` returns.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from lightning_module.model.network import TaggerNet
 #: Key of the ONNX metadata entry holding the checkpoint's hyperparameters as JSON.
 ONNX_HPARAMS_KEY = "audiotagger.hparams"
 #: Output names of an exported model, in this order (absent heads are left out).
-OUTPUT_NAMES = ("genre", "mood", "features", "tags", "tempo", "embedding")
+OUTPUT_NAMES = ("genre", "mood", "features", "tags", "genre_tags", "tempo", "embedding")
 INPUT_NAME = "waveform"
 
 

@@ -60,6 +60,9 @@ class ClipPrediction:
     maps each audio feature the model was trained on to its value in natural units (tempo in BPM,
     loudness in dB, rest 0-1); ``feature_basis`` says, per feature, what that training was
     (``teacher:vibenet 540, human 90 (630 real clips)``; see ``TaggerSpec.feature_basis``).
+    ``genre_tags`` maps each multi-label AllMusic genre tag of the genre-tag head to its
+    probability (sigmoid per window, windows averaged, like ``tags``), most probable first; empty
+    for a model without that head.
     """
 
     path: str | None
@@ -71,6 +74,7 @@ class ClipPrediction:
     tags: list[tuple[str, float]] = field(default_factory=list)
     start: float = 0.0  # offset of the tagged audio in the file, seconds
     feature_basis: dict[str, str] = field(default_factory=dict)
+    genre_tags: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self, top: int | None = None) -> dict[str, Any]:
         data = asdict(self)
@@ -79,6 +83,10 @@ class ClipPrediction:
                 {"label": n, "probability": round(p, 4)} for n, p in getattr(self, key)[:top]
             ]
         data["features"] = {k: round(v, 4) for k, v in self.features.items()}
+        # Every genre tag (not only ``top``); no key at all for a model without that head.
+        data.pop("genre_tags")
+        if self.genre_tags:
+            data["genre_tags"] = {k: round(v, 4) for k, v in self.genre_tags.items()}
         return data
 
 
@@ -183,6 +191,8 @@ class Tagger:
                 outputs[task] = outputs[task].softmax(-1)
         if "tags" in outputs:
             outputs["tags"] = outputs["tags"].sigmoid()
+        if "genre_tags" in outputs:
+            outputs["genre_tags"] = outputs["genre_tags"].sigmoid()
         if "tempo" in outputs:  # bin probabilities: averaged over windows, then decoded
             outputs["tempo"] = outputs["tempo"].softmax(-1)
         if "features" in outputs:
@@ -198,8 +208,8 @@ class Tagger:
 
         ``max_windows`` keeps that many windows, evenly spread from the first to the last.
 
-        Outputs are probabilities for ``genre``/``mood``/``tags`` (softmax / sigmoid), natural-unit
-        ``features`` and the ``embedding``, each (n_windows, n) on the CPU.
+        Outputs are probabilities for ``genre``/``mood``/``tags``/``genre_tags`` (softmax /
+        sigmoid), natural-unit ``features`` and the ``embedding``, each (n_windows, n) on the CPU.
         """
         starts = self.starts(wave.numel(), max_windows)
         # Cut one batch at a time: an hour-long timeline never holds every window at once.
@@ -242,6 +252,7 @@ class Tagger:
             tags=ranked("tags", spec.tag_names),
             start=start,
             feature_basis={k: self._basis[k] for k in features},
+            genre_tags=dict(ranked("genre_tags", spec.genre_tag_names)),
         )
 
     # -- public API -------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ LOSS_NAMES: tuple[str, ...] = (
     "feature_loss",
     "tag_loss",
     "tempo_loss",
+    "genre_tag_loss",
 )
 
 
@@ -55,6 +56,23 @@ def masked_soft_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tens
     return (loss * mask).sum() / mask.sum().clamp(min=1.0)
 
 
+def masked_genre_tag_bce(
+    logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Multi-label BCE of the genre-tag head on hard 0/1 targets, over rows (or entries) the
+    mask keeps: a row without genre tags contributes nothing, whatever its targets hold.
+
+    Shapes: logits, target (batch, n_genre_tags); mask (batch,) per row, broadcast over the tags,
+    or (batch, n_genre_tags).
+    """
+    mask = mask.bool()
+    if mask.dim() == 1:
+        mask = mask[:, None].expand_as(logits)
+    # A masked entry's target is replaced, so NaN or garbage there cannot reach the gradient.
+    target = torch.where(mask, target.to(torch.float32), torch.zeros((), device=target.device))
+    return masked_soft_bce(logits, target, mask)
+
+
 def masked_soft_cross_entropy(
     logits: torch.Tensor, target: torch.Tensor, rows: torch.Tensor
 ) -> torch.Tensor:
@@ -75,7 +93,9 @@ class MultiTaskLoss(nn.Module):
     z-scores, ``tags`` logits, ``embedding``) and a batch from the data module (``genre``,
     ``mood``, ``features`` + ``feature_mask``, ``tags`` + ``tag_mask``) and returns every name of
     :data:`LOSS_NAMES`, each a scalar tensor. The tempo head learns a Gaussian bump around the
-    true BPM's log-spaced bin (``tempo``: where the batch keeps the tempo).
+    true BPM's log-spaced bin (``tempo``: where the batch keeps the tempo). The genre-tag head
+    (``genre_tags`` logits) learns hard 0/1 AllMusic genre tags (``genre_tags`` +
+    ``genre_tag_mask``), masked on rows without any (``genre_tag_weight``).
     """
 
     def __init__(
@@ -87,6 +107,7 @@ class MultiTaskLoss(nn.Module):
         label_smoothing: float = 0.0,
         tempo_weight: float = 1.0,
         tempo: TempoTarget | None = None,
+        genre_tag_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.weights = {
@@ -96,6 +117,7 @@ class MultiTaskLoss(nn.Module):
             "tag_loss": tag_weight,
             "tempo_loss": tempo_weight,
         }
+        self.weights["genre_tag_loss"] = genre_tag_weight
         self.label_smoothing = label_smoothing
         self.tempo = tempo
 
@@ -119,6 +141,11 @@ class MultiTaskLoss(nn.Module):
             else zero,
             "tempo_loss": self._tempo_loss(out, batch) if "tempo" in out else zero,
         }
+        losses["genre_tag_loss"] = (
+            masked_genre_tag_bce(out["genre_tags"], batch["genre_tags"], batch["genre_tag_mask"])
+            if "genre_tags" in out
+            else zero
+        )
         total = sum(self.weights[k] * v for k, v in losses.items())
         return {"loss": total, **losses}
 

@@ -76,6 +76,7 @@ def build_network(spec: TaggerSpec | Mapping[str, Any]) -> TaggerNet:
             n_moods=len(spec.mood_names),
             n_features=len(spec.feature_names),
             n_tags=len(spec.tag_names),
+            n_genre_tags=len(spec.genre_tag_names),
         ),
         channels_last=spec.channels_last,
         tempo=tempo_branch(spec),

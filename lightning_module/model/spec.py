@@ -19,7 +19,8 @@ from typing import Any
 #: 3: ``feature_sources`` / ``train_sources`` (what each feature was trained on) and the tempo
 #:    head (``tempo_bins``, ``tempo_min``, ``tempo_max``); older checkpoints have neither (their
 #:    provenance is unknown, and they have no tempo head).
-FORMAT_VERSION = 3
+#: 4: ``genre_tag_names`` (the multi-label AllMusic genre-tag head); older checkpoints have none.
+FORMAT_VERSION = 4
 
 #: Defaults of fields that version-1 checkpoints may lack: what the code did before they existed.
 _V1_DEFAULTS: dict[str, Any] = {
@@ -50,6 +51,8 @@ def upgrade(hparams: Mapping[str, Any]) -> dict[str, Any]:
         for key, value in _V1_DEFAULTS.items():
             if hp.get(key) is None:  # missing, or saved as None/null by that version
                 hp[key] = value
+    if version < 4 and hp.get("genre_tag_names") is None:
+        hp["genre_tag_names"] = []  # written before the genre-tag head existed: no such head
     hp["format_version"] = FORMAT_VERSION
     return hp
 
@@ -71,7 +74,9 @@ class TaggerSpec:
     Provenance: ``feature_sources`` (per feature: train rows by ``human`` / ``table`` /
     ``synthetic`` / ``teacher:<name>``) and ``train_sources`` (train rows by manifest source);
     empty for checkpoints older than format 3 (unknown). Tempo: a head of ``tempo_bins``
-    log-spaced bins from ``tempo_min`` to ``tempo_max`` BPM (0: none).
+    log-spaced bins from ``tempo_min`` to ``tempo_max`` BPM (0: none). Genre tags:
+    ``genre_tag_names``, the multi-label AllMusic genres of the genre-tag head (empty: no head;
+    always empty before format 4).
     """
 
     genre_names: tuple[str, ...] = ()
@@ -82,6 +87,7 @@ class TaggerSpec:
     tag_names: tuple[str, ...] = ()
     feature_sources: tuple[Mapping[str, int], ...] = ()
     train_sources: Mapping[str, int] = field(default_factory=dict)
+    genre_tag_names: tuple[str, ...] = ()
     tempo_bins: int = 0
     tempo_min: float = 30.0
     tempo_max: float = 300.0
@@ -116,6 +122,7 @@ class TaggerSpec:
             "mood_names",
             "feature_names",
             "tag_names",
+            "genre_tag_names",
             "feature_mean",
             "feature_std",
             "blocks",
@@ -194,10 +201,11 @@ class TaggerSpec:
         }
 
     def names(self, task: str) -> tuple[str, ...]:
-        """Label names of ``task`` (``genre``, ``mood``, ``tags``, ``features``)."""
+        """Label names of ``task`` (``genre``, ``mood``, ``tags``, ``genre_tags``, ``features``)."""
         return {
             "genre": self.genre_names,
             "mood": self.mood_names,
             "tags": self.tag_names,
+            "genre_tags": self.genre_tag_names,
             "features": self.feature_names,
         }[task]

@@ -79,6 +79,9 @@ class Prediction(BaseModel):
     features: dict[str, float]
     tags: list[Label]
     start: float
+    genre_tags: dict[str, float] | None = Field(
+        None, description="every genre tag's probability; only for a model with that head"
+    )
 
 
 class ErrorDetail(BaseModel):

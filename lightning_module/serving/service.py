@@ -209,6 +209,7 @@ class TaggingService:
             "genres": list(spec.genre_names),
             "moods": list(spec.mood_names),
             "tags": list(spec.tag_names),
+            "genre_tags": list(getattr(spec, "genre_tag_names", ())),
             "features": features,
             "limits": {
                 "max_upload_bytes": self.limits.max_upload_bytes,

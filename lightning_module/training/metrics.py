@@ -1,5 +1,6 @@
 """Metrics of one split (train, val or test), from torchmetrics: genre/mood accuracy and macro-F1,
-per-feature R² and Pearson r, per-tag ROC-AUC against the teacher, and mean losses."""
+per-feature R² and Pearson r, per-tag ROC-AUC against the teacher, per-genre-tag ROC-AUC and PR-AUC,
+and mean losses."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassF1Score,
     MultilabelAUROC,
+    MultilabelAveragePrecision,
     MultilabelStatScores,
 )
 from torchmetrics.regression import PearsonCorrCoef, R2Score
@@ -36,6 +38,8 @@ class SplitMetrics(nn.Module):
         with_losses: keep weighted means of the losses (eval splits; training logs its own).
         tempo: where batches keep the tempo, for the tempo head's Acc1 / Acc2 (within 4 %; or of
             an octave / a third), the standard tempo-estimation scores.
+        genre_tag_names: multi-label genre tags (ROC-AUC and PR-AUC per tag, binned with 200
+            thresholds; rows without genre tags are ignored).
     """
 
     def __init__(
@@ -46,6 +50,7 @@ class SplitMetrics(nn.Module):
         tag_names: Sequence[str],
         with_losses: bool = True,
         tempo: TempoTarget | None = None,
+        genre_tag_names: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.tempo = tempo
@@ -79,6 +84,25 @@ class SplitMetrics(nn.Module):
             else {}
         )
         self.losses = nn.ModuleDict({k: MeanMetric() for k in LOSS_NAMES} if with_losses else {})
+        # The genre-tag head: hard 0/1 AllMusic genre tags, masked rows ignored.
+        self.genre_tag_names = list(genre_tag_names)
+        # torchmetrics' multilabel metrics need two labels or more: one tag gets an ignored twin.
+        n_genre_tags = max(len(self.genre_tag_names), 2) if self.genre_tag_names else 0
+        self.genre_tags = nn.ModuleDict(
+            {
+                "auroc": MultilabelAUROC(
+                    n_genre_tags, average=None, thresholds=200, ignore_index=IGNORE_INDEX
+                ),
+                "ap": MultilabelAveragePrecision(
+                    n_genre_tags, average=None, thresholds=200, ignore_index=IGNORE_INDEX
+                ),
+                "stats": MultilabelStatScores(
+                    n_genre_tags, average=None, ignore_index=IGNORE_INDEX
+                ),
+            }
+            if n_genre_tags
+            else {}
+        )
 
     @classmethod
     def for_spec(
@@ -86,7 +110,9 @@ class SplitMetrics(nn.Module):
     ) -> SplitMetrics:
         """The metrics of a model with this spec."""
         names = (spec.genre_names, spec.mood_names, spec.feature_names, spec.tag_names)
-        return cls(*names, with_losses=with_losses, tempo=tempo)
+        return cls(
+            *names, with_losses=with_losses, tempo=tempo, genre_tag_names=spec.genre_tag_names
+        )
 
     @torch.no_grad()
     def update(
@@ -114,6 +140,18 @@ class SplitMetrics(nn.Module):
             probs = out["tags"].detach().float().sigmoid()
             self.tags["auroc"].update(probs, target)
             self.tags["stats"].update(probs, target)
+        if self.genre_tags and "genre_tags" in out:
+            target = batch["genre_tags"].round().long()
+            mask = batch["genre_tag_mask"].bool()
+            if mask.dim() == 1:  # one mask per row: broadcast over the tags
+                mask = mask[:, None].expand_as(target)
+            target = target.masked_fill(~mask, IGNORE_INDEX)
+            probs = out["genre_tags"].detach().float().sigmoid()
+            if probs.shape[1] == 1:  # the ignored twin of a single tag (see __init__)
+                probs = torch.cat([probs, torch.zeros_like(probs)], 1)
+                target = torch.cat([target, torch.full_like(target, IGNORE_INDEX)], 1)
+            for metric in self.genre_tags.values():
+                metric.update(probs, target)
         if self.tempo is not None and "tempo" in out:
             bpm, rows = self.tempo.bpm(batch)
             if rows.any():
@@ -151,6 +189,7 @@ class SplitMetrics(nn.Module):
             if mean.update_count:
                 values[f"{split}/tempo_{k}"] = mean.compute()
         values.update(self._tag_auc(split))
+        values.update(self._genre_tag_scores(split))
         self.reset()
         return values
 
@@ -167,6 +206,25 @@ class SplitMetrics(nn.Module):
         }
         if defined.any():
             values[f"{split}/tag_auc_mean"] = auc[defined].mean()
+        return values
+
+    def _genre_tag_scores(self, split: str) -> dict[str, torch.Tensor]:
+        """Per genre tag ROC-AUC and PR-AUC (``{split}/genre_tag_auc/<name>``,
+        ``{split}/genre_tag_ap/<name>``) and their means over the tags this split defines: a tag
+        with no positive or no negative row here is left out."""
+        if not self.genre_tags or not self.genre_tags["auroc"].update_count:
+            return {}
+        tp, fp, tn, fn, _ = self.genre_tags["stats"].compute().unbind(-1)
+        defined = ((tp + fn) > 0) & ((fp + tn) > 0)
+        if not defined.any():
+            return {}
+        values: dict[str, torch.Tensor] = {}
+        for key in ("auc", "ap"):
+            scores = self.genre_tags["auroc" if key == "auc" else "ap"].compute()
+            for i, name in enumerate(self.genre_tag_names):
+                if defined[i]:
+                    values[f"{split}/genre_tag_{key}/{name}"] = scores[i]
+            values[f"{split}/genre_tag_{key}_mean"] = scores[defined].mean()
         return values
 
     def reset(self) -> None:

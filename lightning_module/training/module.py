@@ -38,6 +38,8 @@ class MusicTagger(pl.LightningModule):
         feature_mean, feature_std: train-split statistics used to standardise the targets.
         tag_names: teacher tags of the multi-label head (empty: no head).
         feature_sources, train_sources: what the training rows were (see ``TaggerSpec``).
+        genre_tag_names: multi-label AllMusic genre tags of the genre-tag head (empty: no head);
+            filled by the data module from the manifest's ``genre_tag_<name>`` columns.
         tempo_bins, tempo_min, tempo_max: a tempo head over log-spaced BPM bins (0: none), trained
             on the ``tempo`` feature's rows; it then gives the predicted tempo.
         sample_rate, n_fft, hop_length, n_mels, f_min, f_max, compression: log-mel frontend.
@@ -54,6 +56,8 @@ class MusicTagger(pl.LightningModule):
             ``backbone``: the whole backbone, only the heads learn (a linear probe).
         width, blocks, embed_dim, dropout: backbone size.
         genre_weight, mood_weight, feature_weight, tag_weight, tempo_weight: loss weights.
+        genre_tag_weight: loss weight of the genre-tag head (masked BCE on the rows that have
+            genre tags).
         label_smoothing: for the classification losses.
         lr, weight_decay, warmup_fraction: AdamW, linear warm-up then cosine decay.
         channels_last: NHWC backbone weights and spectrograms (same values, same checkpoint keys).
@@ -71,6 +75,7 @@ class MusicTagger(pl.LightningModule):
         tag_names: list[str] | None = None,
         feature_sources: list[dict[str, int]] | None = None,
         train_sources: dict[str, int] | None = None,
+        genre_tag_names: list[str] | None = None,
         tempo_bins: int = 0,
         tempo_min: float = 30.0,
         tempo_max: float = 300.0,
@@ -99,6 +104,7 @@ class MusicTagger(pl.LightningModule):
         feature_weight: float = 1.0,
         tag_weight: float = 1.0,
         tempo_weight: float = 1.0,
+        genre_tag_weight: float = 1.0,
         label_smoothing: float = 0.05,
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
@@ -126,7 +132,9 @@ class MusicTagger(pl.LightningModule):
         self._frozen = freeze_modules(self.net.backbone, freeze)
         tempo = tempo_target(spec)
         weights = (genre_weight, mood_weight, feature_weight, tag_weight)
-        self.loss = MultiTaskLoss(*weights, label_smoothing, tempo_weight, tempo)
+        self.loss = MultiTaskLoss(
+            *weights, label_smoothing, tempo_weight, tempo, genre_tag_weight=genre_tag_weight
+        )
         # Attributes, not a ModuleDict: "train" would shadow nn.Module.train. Train metrics see
         # augmented crops and keep no loss means (training_step logs the losses itself).
         self.train_metrics = SplitMetrics.for_spec(spec, tempo, with_losses=False)

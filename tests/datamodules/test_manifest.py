@@ -5,7 +5,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from datamodules.manifest import FEATURES, ManifestError, read_manifest, write_manifest
+from datamodules.manifest import (
+    FEATURES,
+    ManifestError,
+    genre_tag_columns,
+    read_manifest,
+    tag_columns,
+    write_manifest,
+)
 from tests.conftest import write_tone
 
 
@@ -67,3 +74,15 @@ def test_write_is_atomic_and_round_trips_relative_paths(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp*"))
     assert pd.read_csv(out)["audio_path"].tolist() == ["a.wav", "b.wav"]
     assert read_manifest(out)["audio_path"].tolist() == df["audio_path"].tolist()
+
+
+def test_genre_tag_columns_are_validated_and_not_teacher_tags(tmp_path: Path) -> None:
+    path = _manifest(tmp_path, **{"genre_tag_Pop/Rock": [1, ""], "tag_calm": [0.2, 0.4]})
+    df = read_manifest(path)
+    assert genre_tag_columns(df.columns) == ["genre_tag_Pop/Rock"]
+    assert tag_columns(df.columns) == ["tag_calm"]
+    assert df["genre_tag_Pop/Rock"].dtype == "float64"
+    assert df["genre_tag_Pop/Rock"].isna().tolist() == [False, True]
+    bad = _manifest(tmp_path, **{"genre_tag_R&B": [1.0, 2.0]})
+    with pytest.raises(ManifestError, match=r"line 3 .*genre_tag_R&B=2.0 outside \[0.0, 1.0\]"):
+        read_manifest(bad)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from tests.conftest import REPO_ROOT, SHARED_DATA
 
@@ -55,6 +56,9 @@ def test_real_recipe_runs_a_few_steps(tmp_path: Path) -> None:
     mixed = pd.read_csv(manifest)
     assert set(mixed["source"]) == {"gtzan", "emotify", "mood4q"}
     assert set(mixed["mood"].dropna()) == {"happy", "energetic", "sad", "calm"}
+    genre_tags = [c for c in mixed.columns if c.startswith("genre_tag_")]
+    assert "genre_tag_Pop/Rock" in genre_tags  # 4Q's AllMusic genres (configs/sources/mood4q.yaml)
+    assert mixed.loc[mixed["source"] != "mood4q", genre_tags].isna().all().all()
 
     previous = os.getcwd()
     os.chdir(tmp_path)  # the recipe's relative paths (checkpoints/, logs/, data/) land here
@@ -71,6 +75,7 @@ def test_real_recipe_runs_a_few_steps(tmp_path: Path) -> None:
                 "--trainer.accelerator=cpu",
                 "--trainer.enable_progress_bar=false",
                 "--test_after_fit=false",
+                "--data.min_genre_tag_count=1",  # a 12-clip 4Q sample: keep the genre-tag head
             ]
         )
     finally:
@@ -85,3 +90,8 @@ def test_real_recipe_runs_a_few_steps(tmp_path: Path) -> None:
     assert {"gtzan", "emotify", "mood4q"} <= set(report["sources"])
     assert report["hparams"]["genre_names"] == ["classical", "electronic", "jazz", "pop", "rock"]
     assert 0.0 <= report["sources"]["mood4q"]["features"]["energy"]["auc_vs_sign"]["cnn"] <= 1.0
+    assert report["hparams"]["genre_tag_names"]  # the genre-tag head, weighted by real.yaml
+    hparams = torch.load(checkpoint, map_location="cpu", weights_only=True)["hyper_parameters"]
+    assert hparams["genre_tag_weight"] == 0.5
+    assert report["sources"]["mood4q"]["genre_tags"]["n"] == 12  # only 4Q clips have genre tags
+    assert "genre_tags" not in report["sources"]["gtzan"]

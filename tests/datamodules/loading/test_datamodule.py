@@ -83,3 +83,41 @@ def test_unreadable_clip_is_excluded_before_training(
     assert dm.cache.skipped["track_id"].tolist() == [df.iloc[-1]["track_id"]]
     assert str(bad) in dm.cache.skipped["reason"].iloc[0]
     assert sum(len(dm.split_rows(s)) for s in ("train", "val", "test")) == len(df) - 1
+
+
+def test_genre_tags_become_outputs_when_frequent_with_masked_rows(
+    synthetic_manifest: Path, tmp_path: Path
+) -> None:
+    df = read_manifest(synthetic_manifest)
+    train = (df["split"] == "train").to_numpy()
+    has_tags = np.arange(len(df)) % 4 != 0  # every 4th row has no genre tags (like GTZAN)
+    columns = {
+        "genre_tag_Pop/Rock": (df["genre"] == "rock").to_numpy(float),
+        "genre_tag_R&B": (df["mood"] != "sad").to_numpy(float),
+        "genre_tag_Rare": np.zeros(len(df)),  # 2 positives in train: below min_genre_tag_count
+        "genre_tag_Always": np.ones(len(df)),  # no negative in train: nothing to learn
+    }
+    columns["genre_tag_Rare"][np.flatnonzero(train & has_tags)[:2]] = 1.0
+    for name, values in columns.items():
+        df[name] = np.where(has_tags, values, np.nan)
+    manifest = write_manifest(df, tmp_path / "tagged.csv")
+    dm = MusicDataModule(
+        str(manifest), data_dir=str(tmp_path), num_workers=0, batch_size=6, crop_seconds=2.0
+    )
+    assert dm.genre_tag_names == ["Pop/Rock", "R&B"] == dm.task.genre_tag_names
+    assert dm.tag_names == []  # genre_tag_ columns are not teacher tags
+    assert MusicDataModule(
+        str(manifest), data_dir=str(tmp_path), min_genre_tag_count=2
+    ).genre_tag_names == ["Pop/Rock", "R&B", "Rare"]
+    dm.setup("fit")
+    targets = dm.datasets["train"].targets
+    rows = dm.split_rows("train")
+    expected_mask = rows["genre_tag_R&B"].notna().to_numpy()
+    assert targets.genre_tags.shape == targets.genre_tag_mask.shape == (len(rows), 2)
+    assert targets.genre_tags.dtype == np.float32 and targets.genre_tag_mask.dtype == bool
+    assert (targets.genre_tag_mask == expected_mask[:, None]).all()  # masked row: all False
+    assert (targets.genre_tags[~expected_mask] == 0).all()
+    rock = (rows["genre"] == "rock").to_numpy()
+    assert (targets.genre_tags[expected_mask, 0] == rock[expected_mask]).all()
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["genre_tags"].shape == batch["genre_tag_mask"].shape == (6, 2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from datamodules.manifest import read_manifest
+from datamodules.manifest import genre_tag_columns, read_manifest, tag_columns
 from datamodules.sources.base import SourceError
 from datamodules.sources.registry import build_source
 from tests.conftest import SHARED_DATA, write_tone
@@ -137,3 +137,53 @@ def test_shipped_mood4q_config_on_a_sample_of_the_real_set(tmp_path):
     assert set(df["energy"]) == {0.0, 1.0} and set(df["valence"]) == {0.0, 1.0}
     happy = df[df["mood"] == "happy"]
     assert (happy["energy"] == 1.0).all() and (happy["valence"] == 1.0).all()
+    # AllMusic genres (configs/sources/mood4q.yaml: genre_tags) as genre_tag_<name> columns.
+    columns = genre_tag_columns(df.columns)
+    assert columns and set(df[columns].stack().unique()) <= {0.0, 1.0}
+    for record, row in zip(
+        sample.sort_values("track_id").to_dict("records"),
+        df.sort_values("track_id").to_dict("records"),
+        strict=True,
+    ):
+        named = {n.strip() for n in record["allmusic_genres"].split(";") if n.strip()}
+        assert {c.removeprefix("genre_tag_") for c in columns if row[c] == 1.0} == named
+
+
+def test_genre_tags_split_into_columns_with_nan_for_empty_cells(tmp_path):
+    root = tmp_path / "set"
+    root.mkdir()
+    cells = ["International; Jazz", "Pop/Rock", "", " ; ;", "R&B ;  Pop/Rock;Pop/Rock", "nan"]
+    for i in range(len(cells)):
+        write_tone(root / f"x{i}.wav", seconds=1.2, sr=8000)
+    table = pd.DataFrame(
+        {"song": [f"x{i}" for i in range(len(cells))], "mood": "happy", "genres": cells}
+    )
+    table.to_csv(root / "labels.csv", index=False)
+    config = {
+        "root": str(root),
+        "columns": {"track_id": "song", "mood": "mood"},
+        "genre_tags": {"column": "genres", "separator": ";"},
+        "progress": False,
+    }
+    build_source("labels", config, tmp_path / "out")
+    df = read_manifest(tmp_path / "out" / "manifest.csv").set_index("track_id")
+    names = ["International", "Jazz", "Pop/Rock", "R&B"]
+    assert genre_tag_columns(df.columns) == [f"genre_tag_{n}" for n in names]
+    assert tag_columns(df.columns) == []  # genre tags are not teacher tags
+    tags = df[[f"genre_tag_{n}" for n in names]]
+    assert tags.loc["x0"].tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert tags.loc["x1"].tolist() == [0.0, 0.0, 1.0, 0.0]
+    assert tags.loc["x4"].tolist() == [0.0, 0.0, 1.0, 1.0]  # stripped, repeats counted once
+    for empty in ("x2", "x3", "x5"):  # empty, separators only, "nan": masked, not an error
+        assert tags.loc[empty].isna().all(), empty
+
+
+def test_genre_tags_option_is_checked(tmp_path):
+    root = make_set(tmp_path / "set")
+    config = {**CONFIG, "root": str(root), "labels": str(root / "meta.csv")}
+    with pytest.raises(SourceError, match=r"no column 'genres' \(mapped by genre_tags.column\)"):
+        build_source("labels", {**config, "genre_tags": {"column": "genres"}}, tmp_path / "out")
+    with pytest.raises(SourceError, match="genre_tags: expected"):
+        build_source("labels", {**config, "genre_tags": {"col": "genres"}}, tmp_path / "out")
+    with pytest.raises(SourceError, match="genre_tags: expected"):
+        build_source("labels", {**config, "genre_tags": "genres"}, tmp_path / "out")

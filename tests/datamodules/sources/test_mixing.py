@@ -157,3 +157,35 @@ def test_an_artist_never_spans_two_splits(rows, seed, val) -> None:
     owners = df.groupby(group)["source"].nunique()
     own = set(df.loc[group.map(owners).to_numpy() == 1, "source"])
     assert own <= set(df.loc[splits == "train", "source"])
+
+
+def test_genre_tags_are_targets_and_survive_the_mix(tmp_path: Path) -> None:
+    """A row whose only label is its genre tags is kept; the genre_tag columns reach the mix,
+    empty (masked) on the rows of a source without them."""
+    tagged = [
+        {
+            "track_id": f"q:{i}",
+            "audio_path": f"q{i}.wav",
+            "artist": f"A{i}",
+            "genre_tag_Pop/Rock": float(i % 2),
+            "genre_tag_R&B": float(i % 3 == 0),
+        }
+        for i in range(6)
+    ]
+    tagged.append({"track_id": "q:none", "audio_path": "none.wav", "artist": "A9"})
+    plain = [{"track_id": f"g:{i}", "audio_path": f"g{i}.wav", "genre": "rock"} for i in range(4)]
+    _source(tmp_path / "q", tagged)
+    _source(tmp_path / "g", plain)
+    spec = MixSpec(
+        sources=[
+            SourceSpec("mood4q", str(tmp_path / "q" / "manifest.csv")),
+            SourceSpec("gtzan", str(tmp_path / "g" / "manifest.csv")),
+        ]
+    )
+    result = mix(spec)
+    df = result.manifest.set_index("track_id")
+    assert sorted(df.index) == sorted([f"q:{i}" for i in range(6)] + [f"g:{i}" for i in range(4)])
+    assert result.skipped["track_id"].tolist() == ["q:none"]  # no target of any kind
+    assert df.loc["q:3", "genre_tag_Pop/Rock"] == 1.0 and df.loc["q:3", "genre_tag_R&B"] == 1.0
+    assert df.loc["q:2", ["genre_tag_Pop/Rock", "genre_tag_R&B"]].tolist() == [0.0, 0.0]
+    assert df.loc[[f"g:{i}" for i in range(4)], "genre_tag_R&B"].isna().all()

@@ -41,3 +41,25 @@ def test_tag_head_is_exported_and_matches(tmp_path: Path) -> None:
     assert [n for n, _ in a.tags] == [n for n, _ in b.tags] and len(a.tags) == 3
     for (_, pa), (_, pb) in zip(a.tags + a.genre + a.mood, b.tags + b.genre + b.mood, strict=True):
         assert abs(pa - pb) < 1e-4
+
+
+def test_genre_tag_head_is_exported_and_matches(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    model = MusicTagger(
+        genre_names=["a", "b"],
+        genre_tag_names=["Jazz", "Pop/Rock", "R&B"],
+        crop_seconds=1.0,
+        n_mels=32,
+        width=4,
+        embed_dim=16,
+    )
+    hparams = dict(model.hparams)
+    report = export_onnx(model.net, hparams, tmp_path / "genre_tags.onnx")
+    assert report.ok and report.outputs == ("genre", "genre_tags", "embedding")
+    onnx_tagger = Tagger.from_file(tmp_path / "genre_tags.onnx")
+    torch_tagger = Tagger(model.net, hparams)
+    wave = 0.1 * torch.randn(int(2.7 * 16000))
+    a, b = onnx_tagger.predict_waveform(wave), torch_tagger.predict_waveform(wave)
+    assert list(a.genre_tags) == list(b.genre_tags) and len(a.genre_tags) == 3
+    for name, p in b.genre_tags.items():
+        assert abs(a.genre_tags[name] - p) < 1e-4

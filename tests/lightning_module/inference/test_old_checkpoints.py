@@ -60,6 +60,18 @@ def test_upgrade_fills_what_format_1_lacked_and_refuses_the_future() -> None:
         upgrade({**old, "format_version": FORMAT_VERSION + 1})
 
 
+def test_format_3_hparams_upgrade_without_genre_tags() -> None:
+    old = TaggerSpec(genre_names=("a", "b"), tag_names=("x",)).to_hparams()
+    del old["genre_tag_names"]
+    old["format_version"] = 3
+    assert upgrade(old)["genre_tag_names"] == []  # format 3 had no genre-tag head
+    spec = TaggerSpec.from_hparams(old)
+    assert spec.genre_tag_names == () and spec.names("genre_tags") == ()
+    assert spec.format_version == FORMAT_VERSION == 4 and spec.tag_names == ("x",)
+    new = TaggerSpec.from_hparams({**spec.to_hparams(), "genre_tag_names": ["Jazz"]})
+    assert new.genre_tag_names == ("Jazz",)
+
+
 def test_spec_round_trips_through_plain_hparams() -> None:
     spec = TaggerSpec.from_hparams(load_checkpoint(CKPT)["hyper_parameters"])
     again = TaggerSpec.from_hparams(spec.to_hparams())

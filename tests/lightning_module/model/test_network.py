@@ -25,7 +25,14 @@ def test_forward_shapes() -> None:
     out = model(torch.randn(3, 16000))
     assert out["genre"].shape == (3, 3) and out["mood"].shape == (3, 2)
     assert out["features"].shape == (3, len(FEATURES)) and out["embedding"].shape == (3, 16)
-    assert "tags" not in out
+    assert "tags" not in out and "genre_tags" not in out
+
+
+def test_genre_tag_head_gives_one_logit_per_tag() -> None:
+    model = _model(genre_tag_names=["Jazz", "Pop/Rock"]).eval()
+    out = model(torch.randn(3, 16000))
+    assert out["genre_tags"].shape == (3, 2)
+    assert model.spec.names("genre_tags") == ("Jazz", "Pop/Rock")
 
 
 def test_frontend_stays_float32_under_autocast() -> None:
