@@ -1,6 +1,6 @@
 """Tag audio with a trained model: genre, mood, audio features (and tags, genre tags).
 
-python scripts/predict_clip.py song.mp3                          # newest best checkpoint
+python scripts/predict_clip.py song.mp3                          # shipped model, else newest best
 python scripts/predict_clip.py song.flac --checkpoint checkpoints/last.ckpt --json
 python scripts/predict_clip.py song.mp3 --offset 60 --duration 30   # tag a slice
 python scripts/predict_clip.py song.mp3 --timeline --plot song.png  # window by window
@@ -51,7 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     model = parser.add_mutually_exclusive_group()
     model.add_argument(
-        "--checkpoint", help="checkpoint path (default: newest best*.ckpt in checkpoints/)"
+        "--checkpoint",
+        help="checkpoint path (default: checkpoints/refit/tagger.ckpt from `make refit`, else the "
+        "newest best*.ckpt in checkpoints/)",
     )
     model.add_argument("--onnx", help="run this model exported by scripts/export_onnx.py")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")

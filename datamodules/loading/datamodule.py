@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from datamodules.loading.augmentation import label_preserving_augment
 from datamodules.loading.cache import AudioCache, build_cache
 from datamodules.loading.dataset import CropDataset, Targets, TaskSpec
+from datamodules.loading.teacher_targets import SoftTargets, TeacherOutputs, TeacherOutputsError
 from datamodules.manifest import (
     FEATURES,
     GENRE_TAG_PREFIX,
@@ -88,6 +89,13 @@ class MusicDataModule(pl.LightningDataModule):
             so one hour-long file cannot fill the disk.
         min_genre_tag_count: a ``genre_tag_<name>`` column becomes an output of the genre-tag head
             when at least this many train rows have the tag (and at least one lacks it).
+        teacher_outputs: a ``teacher_outputs.npz`` of the ``teacher`` label source: every crop
+            then also carries the teacher's soft targets of that stretch of audio (distillation,
+            ``--model.distill_weight``); a student without a tag head gets one for the teacher's
+            tags.
+        refit: train on every row (train + val + test): the shipped model, once the recipe was
+            chosen on val. The label names and feature statistics come from all rows; val stays
+            as a (no longer held-out) progress check and there is no test split.
     """
 
     def __init__(
@@ -112,6 +120,8 @@ class MusicDataModule(pl.LightningDataModule):
         decode_workers: int | None = None,
         max_clip_seconds: float | None = 600.0,
         min_genre_tag_count: int = 5,
+        teacher_outputs: str | None = None,
+        refit: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -133,12 +143,18 @@ class MusicDataModule(pl.LightningDataModule):
         # lists them, with the reason, before training starts.
         self.manifest = read_manifest(self.manifest_path, check_audio=False)
         self.cache_dir = Path(cache_dir) if cache_dir else self.data_dir / "cache"
+        try:
+            self.teacher = TeacherOutputs.load(teacher_outputs) if teacher_outputs else None
+        except TeacherOutputsError as err:
+            raise ManifestError(str(err)) from err
         self.task = self._task_spec(self.manifest)
         self.cache: AudioCache | None = None
         self.datasets: dict[str, CropDataset] = {}
 
     # -- task spec, linked into the model's init arguments by the CLI -----------------------------
     def _task_spec(self, df: pd.DataFrame) -> TaskSpec:
+        if self.hparams.refit:  # every row trains: names and statistics come from all of them
+            df = df.assign(split="train")
         train = df[df["split"] == "train"]
         if train.empty:
             raise ManifestError(f"{self.manifest_path}: the train split is empty")
@@ -148,6 +164,8 @@ class MusicDataModule(pl.LightningDataModule):
             feature_names=list(FEATURES),
             tag_names=[c.removeprefix("tag_") for c in tag_columns(df.columns)],
         )
+        if not spec.tag_names and self.teacher is not None:
+            spec.tag_names = list(self.teacher.names.get("tags", []))
         spec.feature_mean, spec.feature_std = feature_statistics(train, spec.feature_names)
         spec.feature_sources = [
             {k: int(v) for k, v in feature_provenance(train, f).value_counts().items()}
@@ -241,8 +259,9 @@ class MusicDataModule(pl.LightningDataModule):
         )
         self.usable = usable
         augment = label_preserving_augment() if hp.augment else None
+        soft = SoftTargets(self.teacher, self.task) if self.teacher is not None else None
         for split in ("train", "val", "test"):
-            rows = usable[usable["split"] == split].reset_index(drop=True)
+            rows = self._split_rows(usable, split)
             if rows.empty:
                 continue
             self.datasets[split] = CropDataset(
@@ -255,13 +274,19 @@ class MusicDataModule(pl.LightningDataModule):
                 hop=hop,
                 max_windows=hp.max_eval_windows,
                 augment=augment if split == "train" else None,
+                soft_targets=soft,
             )
         if "train" not in self.datasets:
             raise ManifestError(f"{self.manifest_path}: no decodable clip in the train split")
 
+    def _split_rows(self, usable: pd.DataFrame, split: str) -> pd.DataFrame:
+        if self.hparams.refit and split != "val":  # refit: all rows train, none left to test
+            return usable.reset_index(drop=True) if split == "train" else usable.iloc[:0]
+        return usable[usable["split"] == split].reset_index(drop=True)
+
     def split_rows(self, split: str) -> pd.DataFrame:
         """Manifest rows of ``split`` that decoded (the order the split's dataset uses)."""
-        return self.usable[self.usable["split"] == split].reset_index(drop=True)
+        return self._split_rows(self.usable, split)
 
     @property
     def loader_workers(self) -> int:

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from datamodules.audio import window_starts
 from datamodules.loading.cache import AudioCache
+from datamodules.loading.teacher_targets import SoftTargets
 from datamodules.manifest import GENRE_TAG_PREFIX
 from datamodules.schema import IGNORE_INDEX, TaskSpec, spread_evenly  # noqa: F401 (TaskSpec re-exported)
 
@@ -47,8 +48,17 @@ class Targets:
         )
         feature_mask = np.isfinite(raw)
         standard = (raw - np.asarray(spec.feature_mean)) / np.asarray(spec.feature_std)
+        # A tag without a column (taught only by a teacher's soft targets) has no hard target.
         tags = (
-            df[[f"tag_{t}" for t in spec.tag_names]].to_numpy(np.float64)
+            np.stack(
+                [
+                    pd.to_numeric(df[f"tag_{t}"], errors="coerce").to_numpy(np.float64)
+                    if f"tag_{t}" in df
+                    else np.full(len(df), np.nan)
+                    for t in spec.tag_names
+                ],
+                axis=1,
+            )
             if spec.tag_names
             else np.zeros((len(df), 0))
         )
@@ -98,8 +108,8 @@ class CropDataset(Dataset):
     windows every ``hop`` samples (at most ``max_windows`` per clip, evenly spread), identical every
     epoch.
 
-    Items are dicts: ``audio`` (samples,) float32, ``row`` (index into the manifest) and the targets
-    of :class:`Targets`.
+    Items are dicts: ``audio`` (samples,) float32, ``row`` (index into the manifest), the targets
+    of :class:`Targets` and, with ``soft_targets``, the teacher's soft targets of the crop.
     """
 
     def __init__(
@@ -113,8 +123,10 @@ class CropDataset(Dataset):
         hop: int | None = None,
         max_windows: int = 8,
         augment: Callable[[np.ndarray, int], np.ndarray] | None = None,
+        soft_targets: SoftTargets | None = None,
     ) -> None:
         self.track_ids = list(track_ids)
+        self.soft_targets = soft_targets
         self.targets = targets
         self.cache = cache
         self.crop_samples = crop_samples
@@ -145,8 +157,12 @@ class CropDataset(Dataset):
             audio = np.pad(audio, (0, self.crop_samples - len(audio)))
         if self.augment is not None:
             audio = self.augment(audio, self.cache.sample_rate).astype(np.float32, copy=False)
-        return {
+        item = {
             "audio": torch.from_numpy(np.ascontiguousarray(audio)),
             "row": torch.tensor(row),
             **self.targets.item(row),
         }
+        if self.soft_targets is not None:  # the teacher's view of exactly this crop
+            rate = self.cache.sample_rate
+            item |= self.soft_targets.item(track_id, start / rate, self.crop_samples / rate)
+        return item

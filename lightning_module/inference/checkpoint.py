@@ -70,9 +70,17 @@ def load_network(path: str | os.PathLike) -> tuple[TaggerNet, TaggerSpec]:
     return net.eval(), spec
 
 
+#: Where ``make refit`` puts the shipped model (the recipe chosen on val, refitted on every
+#: labelled clip), relative to the checkpoints folder: what every tool uses when given no model.
+SHIPPED_CHECKPOINT = "refit/tagger.ckpt"
+
+
 def find_checkpoint(folder: str | os.PathLike = "checkpoints") -> Path:
-    """The newest ``best*.ckpt`` in ``folder`` (else the newest ``*.ckpt``)."""
+    """The shipped model ``folder/refit/tagger.ckpt`` when it exists, else the newest
+    ``best*.ckpt`` in ``folder`` (else the newest ``*.ckpt``)."""
     folder = Path(folder)
+    if (folder / SHIPPED_CHECKPOINT).is_file():
+        return folder / SHIPPED_CHECKPOINT
     for pattern in ("best*.ckpt", "*.ckpt"):
         found = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime)
         if found:

@@ -21,6 +21,7 @@ LOSS_NAMES: tuple[str, ...] = (
     "tag_loss",
     "tempo_loss",
     "genre_tag_loss",
+    "distill_loss",
 )
 
 
@@ -95,7 +96,9 @@ class MultiTaskLoss(nn.Module):
     :data:`LOSS_NAMES`, each a scalar tensor. The tempo head learns a Gaussian bump around the
     true BPM's log-spaced bin (``tempo``: where the batch keeps the tempo). The genre-tag head
     (``genre_tags`` logits) learns hard 0/1 AllMusic genre tags (``genre_tags`` +
-    ``genre_tag_mask``), masked on rows without any (``genre_tag_weight``).
+    ``genre_tag_mask``), masked on rows without any (``genre_tag_weight``). With a teacher's
+    soft targets in the batch, ``distill_loss`` (weighted by ``distill_weight``) adds every head's
+    loss against the teacher's view of the crop.
     """
 
     def __init__(
@@ -108,6 +111,7 @@ class MultiTaskLoss(nn.Module):
         tempo_weight: float = 1.0,
         tempo: TempoTarget | None = None,
         genre_tag_weight: float = 1.0,
+        distill_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.weights = {
@@ -118,6 +122,7 @@ class MultiTaskLoss(nn.Module):
             "tempo_loss": tempo_weight,
         }
         self.weights["genre_tag_loss"] = genre_tag_weight
+        self.weights["distill_loss"] = distill_weight
         self.label_smoothing = label_smoothing
         self.tempo = tempo
 
@@ -146,8 +151,34 @@ class MultiTaskLoss(nn.Module):
             if "genre_tags" in out
             else zero
         )
+        losses["distill_loss"] = self._distill_loss(out, batch) if "soft_genre" in batch else zero
         total = sum(self.weights[k] * v for k, v in losses.items())
         return {"loss": total, **losses}
+
+    def _distill_loss(
+        self, out: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """The teacher's soft targets of each crop (``soft_<head>`` + ``soft_<head>_mask``, see
+        ``datamodules.loading.teacher_targets``), every head weighted as its hard loss: soft
+        cross-entropy for genre and mood, soft BCE for genre tags and tags, MSE of z-scores."""
+        w = self.weights
+        terms = []
+        for head, weight in (("genre", w["genre_loss"]), ("mood", w["mood_loss"])):
+            if head in out:
+                rows = batch[f"soft_{head}_mask"].bool()
+                terms.append(
+                    weight * masked_soft_cross_entropy(out[head], batch[f"soft_{head}"], rows)
+                )
+        for head, weight in (("genre_tags", w["genre_tag_loss"]), ("tags", w["tag_loss"])):
+            if head in out:
+                mask = batch[f"soft_{head}_mask"]
+                terms.append(weight * masked_soft_bce(out[head], batch[f"soft_{head}"], mask))
+        if "features" in out:
+            mask = batch["soft_features_mask"]
+            terms.append(
+                w["feature_loss"] * masked_mse(out["features"], batch["soft_features"], mask)
+            )
+        return sum(terms) if terms else out["embedding"].sum() * 0.0
 
     def _tempo_loss(
         self, out: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]

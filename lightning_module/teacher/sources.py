@@ -8,4 +8,5 @@ from __future__ import annotations
 
 TEACHER_SOURCES: dict[str, str] = {
     "musicnn": "lightning_module.teacher.labelling:build",
+    "teacher": "lightning_module.teacher.outputs:build",
 }

@@ -58,6 +58,9 @@ class MusicTagger(pl.LightningModule):
         genre_weight, mood_weight, feature_weight, tag_weight, tempo_weight: loss weights.
         genre_tag_weight: loss weight of the genre-tag head (masked BCE on the rows that have
             genre tags).
+        distill_weight: weight of the loss against a teacher's soft targets of every crop (the
+            data module's ``teacher_outputs``; 0: hard labels only). Each head's soft term is
+            weighted like its hard loss.
         label_smoothing: for the classification losses.
         lr, weight_decay, warmup_fraction: AdamW, linear warm-up then cosine decay.
         channels_last: NHWC backbone weights and spectrograms (same values, same checkpoint keys).
@@ -105,6 +108,7 @@ class MusicTagger(pl.LightningModule):
         tag_weight: float = 1.0,
         tempo_weight: float = 1.0,
         genre_tag_weight: float = 1.0,
+        distill_weight: float = 0.0,
         label_smoothing: float = 0.05,
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
@@ -133,7 +137,12 @@ class MusicTagger(pl.LightningModule):
         tempo = tempo_target(spec)
         weights = (genre_weight, mood_weight, feature_weight, tag_weight)
         self.loss = MultiTaskLoss(
-            *weights, label_smoothing, tempo_weight, tempo, genre_tag_weight=genre_tag_weight
+            *weights,
+            label_smoothing,
+            tempo_weight,
+            tempo,
+            genre_tag_weight=genre_tag_weight,
+            distill_weight=distill_weight,
         )
         # Attributes, not a ModuleDict: "train" would shadow nn.Module.train. Train metrics see
         # augmented crops and keep no loss means (training_step logs the losses itself).

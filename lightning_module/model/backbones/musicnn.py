@@ -98,8 +98,11 @@ class MusicnnBackbone(nn.Module):
         midend_filters: filters of each mid-end convolution (64 for ``*_musicnn``).
         embed_dim: units of the penultimate dense layer (200 for ``*_musicnn``).
         dropout: dropout on the pooled features and on the embedding (musicnn trained with 0.5).
+        pooled_embedding: the embedding is the penultimate layer *and* the time-pooled front- and
+            mid-end features (max and mean: ``embed_dim + 2 * 753`` values), the richer input a
+            linear probe of the frozen network reads best (``musicnn_pooled`` backbone).
 
-    Shapes: ``forward``: (batch, 1, n_mels, frames) → (batch, embed_dim);
+    Shapes: ``forward``: (batch, 1, n_mels, frames) → (batch, self.embed_dim);
     ``taggram``: (batch, 1, n_mels, frames) → (batch, n_tags) logits. Any number of frames ≥ 1.
     """
 
@@ -113,9 +116,10 @@ class MusicnnBackbone(nn.Module):
         midend_filters: int = 64,
         embed_dim: int = EMBED_DIM,
         dropout: float = 0.5,
+        pooled_embedding: bool = False,
     ) -> None:
         super().__init__()
-        self.embed_dim = embed_dim
+        self.pooled_embedding = pooled_embedding
         self.input_norm = nn.BatchNorm2d(1, eps=TF_BN_EPS)
         # Timbral: 7 frames x 40% / 70% of the mel axis, time padded 3 + 3 then 'valid'.
         self.timbral = nn.ModuleList(
@@ -135,11 +139,13 @@ class MusicnnBackbone(nn.Module):
             ]
         )
         pooled = 2 * (frontend_channels + 3 * midend_filters)
+        self.embed_dim = embed_dim + (pooled if pooled_embedding else 0)
         self.pool_norm = nn.BatchNorm1d(pooled, eps=TF_BN_EPS)
         self.dense = nn.Linear(pooled, embed_dim)
         self.dense_norm = nn.BatchNorm1d(embed_dim, eps=TF_BN_EPS)
         self.dropout = nn.Dropout(dropout)
         self.tag_head = nn.Linear(embed_dim, n_tags)
+        self.taggram_dim = embed_dim
         # The teacher's own head is a reference (the student's tag head starts from it), never
         # trained: without gradients it is no unused parameter for DDP.
         self.tag_head.requires_grad_(False)
@@ -176,11 +182,15 @@ class MusicnnBackbone(nn.Module):
         }
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.features(spec)["penultimate"])
+        features = self.features(spec)
+        embedding = self.dropout(features["penultimate"])
+        if self.pooled_embedding:
+            return torch.cat([embedding, features["max_pool"], features["mean_pool"]], dim=1)
+        return embedding
 
     def taggram(self, spec: torch.Tensor) -> torch.Tensor:
         """The teacher's own tag logits (sigmoid gives its tag probabilities)."""
-        return self.tag_head(self(spec))
+        return self.tag_head(self(spec)[:, : self.taggram_dim])
 
 
 def load_pretrained(path: str | os.PathLike) -> dict[str, Any]:

@@ -55,6 +55,15 @@ BACKBONES: dict[str, Backbone] = {
         fixed={**MUSICNN_FRONTEND, "embed_dim": MusicnnBackbone.EMBED_DIM},
         init_pretrained=init_from_pretrained,
     ),
+    # The same network whose embedding also carries its time-pooled front/mid-end features: what
+    # the accurate teacher's heads read (lightning_module/teacher/probe.py), frozen.
+    "musicnn_pooled": Backbone(
+        build=lambda spec: MusicnnBackbone(
+            n_mels=spec.n_mels, dropout=spec.dropout, pooled_embedding=True
+        ),
+        fixed={**MUSICNN_FRONTEND, "embed_dim": MusicnnBackbone.EMBED_DIM},
+        init_pretrained=init_from_pretrained,
+    ),
 }
 
 

@@ -1,0 +1,142 @@
+"""The frozen pretrained musicnn's features of every 3 s window of a clip, cached per clip.
+
+Computed once per audio file (and weights file), the expensive part of building the accurate
+teacher: heads are then fitted, chosen on val and applied to these features without running the
+network again. Each window goes through exactly the path a checkpoint with a ``musicnn`` /
+``musicnn_pooled`` backbone runs at inference (``musicnn_logmel`` of the window, then the
+backbone), so a head fitted here gives the same outputs inside :class:`TaggerNet`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from datamodules.audio import window_starts
+from datamodules.builds import file_key
+from datamodules.io import atomic_open
+from datamodules.schema import spread_evenly
+from lightning_module.model.backbones.musicnn import (
+    MusicnnBackbone,
+    load_pretrained,
+    musicnn_logmel,
+)
+
+#: Bump when the window cutting or the stored features change (old cache files are then ignored).
+FEATURES_VERSION = "musicnn-windows-v1"
+#: musicnn's own patch: 3 s at 16 kHz.
+WINDOW_SECONDS = 3.0
+SAMPLE_RATE = 16000
+
+
+@dataclass
+class WindowFeatures:
+    """One clip's features. Shapes: ``starts`` (W,) seconds; ``penultimate`` (W, 200);
+    ``pooled`` (W, 1506): the front/mid-end features max- then mean-pooled over time."""
+
+    starts: np.ndarray
+    penultimate: np.ndarray
+    pooled: np.ndarray
+
+    def embedding(self, kind: str) -> np.ndarray:
+        """(W, d) features a head of backbone ``kind`` sees: ``musicnn`` (the 200-d
+        penultimate layer) or ``musicnn_pooled`` (penultimate + pooled, 1706-d)."""
+        if kind == "musicnn":
+            return self.penultimate.astype(np.float32)
+        if kind == "musicnn_pooled":
+            return np.concatenate([self.penultimate, self.pooled], axis=1).astype(np.float32)
+        raise ValueError(f"unknown embedding {kind!r} (musicnn or musicnn_pooled)")
+
+
+class FrozenMusicnn(nn.Module):
+    """(W, samples) 16 kHz windows → musicnn's features of each (eval mode, no gradients).
+
+    Args:
+        weights: a file written by ``scripts/convert_musicnn.py``.
+    """
+
+    def __init__(self, weights: str | os.PathLike) -> None:
+        super().__init__()
+        self.frontend = musicnn_logmel()
+        self.backbone = MusicnnBackbone()
+        self.backbone.load_state_dict(load_pretrained(weights)["state_dict"])
+        self.eval()
+
+    @torch.inference_mode()
+    def forward(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.backbone.features(self.frontend(windows.float()))
+
+
+def weights_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a weights file (part of every cache key: other weights, other features)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def clip_windows(wave: torch.Tensor, max_windows: int) -> tuple[list[int], torch.Tensor]:
+    """Start samples and (W, 3 s) windows of a 16 kHz clip: every 3 s, at most ``max_windows``
+    evenly spread over the clip; a short clip is zero-padded to one window."""
+    window = int(WINDOW_SECONDS * SAMPLE_RATE)
+    starts = window_starts(len(wave), window, window)
+    starts = [starts[i] for i in spread_evenly(len(starts), max_windows)]
+    if len(wave) < window:
+        wave = torch.nn.functional.pad(wave, (0, window - len(wave)))
+    return starts, torch.stack([wave[s : s + window] for s in starts])
+
+
+class FeatureCache:
+    """Per-clip :class:`WindowFeatures` files in one folder, written atomically, keyed on the
+    audio file (path, size, mtime), the weights digest, the window cap and the version."""
+
+    def __init__(self, folder: str | os.PathLike, weights_sha: str, max_windows: int) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.parts = (weights_sha, max_windows, FEATURES_VERSION)
+
+    def path(self, audio: str | os.PathLike) -> Path:
+        return self.folder / f"{file_key(audio, *self.parts)}.npz"
+
+    def get(self, audio: str | os.PathLike) -> WindowFeatures | None:
+        """The cached features, or None when absent or unreadable (then they are recomputed)."""
+        path = self.path(audio)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path) as data:
+                value = WindowFeatures(data["starts"], data["penultimate"], data["pooled"])
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            return None
+        finite = np.isfinite(value.penultimate).all() and np.isfinite(value.pooled).all()
+        same = len(value.starts) == len(value.penultimate) == len(value.pooled) > 0
+        return value if finite and same else None
+
+    def put(self, audio: str | os.PathLike, value: WindowFeatures) -> None:
+        with atomic_open(self.path(audio), "wb") as f:
+            np.savez(
+                f,
+                starts=value.starts.astype(np.float32),
+                penultimate=value.penultimate.astype(np.float32),
+                pooled=value.pooled.astype(np.float16),  # 1506 values per window: half the disk
+            )
+
+
+def extract(model: FrozenMusicnn, wave: torch.Tensor, max_windows: int) -> WindowFeatures:
+    """Features of every window of a (samples,) 16 kHz clip."""
+    starts, windows = clip_windows(wave, max_windows)
+    out = model(windows)
+    pooled = torch.cat([out["max_pool"], out["mean_pool"]], dim=1)
+    return WindowFeatures(
+        starts=np.asarray(starts, np.float32) / SAMPLE_RATE,
+        penultimate=out["penultimate"].numpy(),
+        pooled=pooled.numpy(),
+    )
