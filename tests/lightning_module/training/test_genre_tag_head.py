@@ -76,7 +76,7 @@ def test_masked_rows_change_neither_loss_nor_gradient(row_mask: bool) -> None:
 
 
 def test_loss_names_and_weight() -> None:
-    assert LOSS_NAMES[-1] == "genre_tag_loss"
+    assert LOSS_NAMES[-2:] == ("genre_tag_loss", "distill_loss")
     # The positional arguments module.py passes still land where they did.
     loss_fn = MultiTaskLoss(1.0, 1.0, 1.0, 1.0, 0.0, 1.0, None, genre_tag_weight=0.25)
     logits = torch.zeros(2, 3)
