@@ -40,6 +40,7 @@ from typing import IO, Any
 
 from datamodules.audio import AUDIO_EXTENSIONS, AudioError, classify_path
 from datamodules.io import atomic_open, write_json_atomic
+from lightning_module.console import write_line
 from lightning_module.inference.output import prediction_columns, prediction_record
 from lightning_module.inference.tagger import ClipPrediction, Tagger
 
@@ -487,13 +488,11 @@ def tag_library(
         )
     report = LibraryReport(not_audio=dict(listing.not_audio))
 
-    def skip(message: str, path: str, bar: Any = None) -> None:
+    def skip(message: str, path: str) -> None:
         reason = message[len(path) + 2 :] if message.startswith(f"{path}: ") else message
         report.skipped.append((path, reason))
         if errors is not None:
-            (bar.write if bar is not None else lambda m, file: print(m, file=file))(
-                f"skipped: {message}", file=errors
-            )
+            write_line(f"skipped: {message}", errors)
 
     for path, reason in listing.unreadable:
         skip(f"{path}: {reason}", str(path))
@@ -525,7 +524,7 @@ def tag_library(
         bar = tqdm(results, total=len(todo), unit="file", disable=not progress, leave=False)
         for path, result in zip(todo, bar, strict=True):  # one result per file, in order
             if isinstance(result, AudioError):
-                skip(str(result), str(path), bar)  # above the bar, not through it
+                skip(str(result), str(path))  # above the bar, not through it
             else:
                 writer.write(table.row(result, identities[str(path)]))
                 report.tagged += 1

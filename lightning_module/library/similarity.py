@@ -34,6 +34,7 @@ import numpy as np
 
 from datamodules.audio import AudioError
 from datamodules.io import atomic_open, atomic_path, write_text_atomic
+from lightning_module.console import write_line
 
 #: What the index file says it is, and its layout version.
 INDEX_FORMAT = "audiotagger-library-index"
@@ -307,7 +308,7 @@ def update_index(
             reason = str(err).removeprefix(f"{path}: ")
             stats.failed.append((path, reason))
             if errors is not None:
-                bar.write(f"skipped: {path}: {reason}", file=errors)
+                write_line(f"skipped: {path}: {reason}", errors)
             continue
         done[path] = (Entry(path, st.st_size, st.st_mtime_ns, tags), embedding)
         stats.embedded += 1

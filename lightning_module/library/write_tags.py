@@ -42,6 +42,7 @@ import numpy as np
 from datamodules.audio import AudioError, decoded_samples, encoded_packets
 from datamodules.io import atomic_path, remove_stale_temps
 from datamodules.schema import FEATURE_UNITS
+from lightning_module.console import write_line
 from lightning_module.library.tag_fields import (
     MARKER,
     STANDARD_FIELDS,
@@ -564,7 +565,7 @@ def run_library(
             continue
         if isinstance(prediction, Exception):
             summary.skipped.append((str(shown), _reason(prediction, shown)))
-            bar.write(f"skipped: {shown}: {_reason(prediction, shown)}", file=out)
+            write_line(f"skipped: {shown}: {_reason(prediction, shown)}", out)
             continue
         plan = plan_file(shown, prediction, options)
         _run_one(plan, apply, journal, options.touch, options.verify, summary, bar, out)
@@ -615,29 +616,29 @@ def _run_one(
 ) -> None:
     if plan.skipped:
         summary.skipped.append((plan.shown, plan.skipped))
-        bar.write(f"skipped: {plan.shown}: {plan.skipped}", file=out)
+        write_line(f"skipped: {plan.shown}: {plan.skipped}", out)
         return
     summary.kept += len(plan.kept)
     if not plan.changes:
         summary.unchanged += 1
         if plan.kept:
-            bar.write(format_plan(plan), file=out)
+            write_line(format_plan(plan), out)
         return
     if apply:
         try:
             apply_plan(plan, journal or _NoJournal(), touch=touch, verify=verify)
         except LeftAlone as err:
             summary.skipped.append((plan.shown, str(err)))
-            bar.write(f"skipped: {plan.shown}: {err}", file=out)
+            write_line(f"skipped: {plan.shown}: {err}", out)
             return
         except (TagError, AudioError, OSError) as err:
             reason = getattr(err, "strerror", None) or str(err)
             summary.failed.append((plan.shown, reason))
-            bar.write(f"failed: {plan.shown}: {reason} (file left as it was)", file=out)
+            write_line(f"failed: {plan.shown}: {reason} (file left as it was)", out)
             return
     summary.changed += 1
     summary.fields += len(plan.changes)
-    bar.write(format_plan(plan, applied=apply), file=out)
+    write_line(format_plan(plan, applied=apply), out)
 
 
 def _reason(err: Exception, path: str) -> str:
