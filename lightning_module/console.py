@@ -1,4 +1,4 @@
-"""Lines for people reading a terminal while tqdm bars run (``skipped: <file>: <reason>``, plans)."""
+"""Lines for people reading a terminal while tqdm bars run (``skipped: <file>: <reason>``)."""
 
 from __future__ import annotations
 
