@@ -43,6 +43,7 @@ def print_config(*configs: str) -> dict:
         (("real.yaml",), "real"),
         (("real.yaml", "real_distill.yaml"), "real_distill"),
         (("real.yaml", "real_finetune.yaml"), "real_finetune"),
+        (("real.yaml", "student.yaml"), "student"),
     ],
 )
 def test_every_recipe_keeps_the_story_and_the_periodic_checkpoint(overlays, name) -> None:
@@ -60,3 +61,18 @@ def test_every_recipe_keeps_the_story_and_the_periodic_checkpoint(overlays, name
 def test_overlays_state_only_what_differs() -> None:
     overlay = yaml.safe_load((REPO_ROOT / "configs" / "real_distill.yaml").read_text())
     assert set(overlay) == {"checkpoint", "trainer"}
+
+
+def test_the_refit_trains_the_student_recipe_on_every_row_and_keeps_the_last_epoch() -> None:
+    student = print_config("real.yaml", "student.yaml")
+    refit = print_config("real.yaml", "student.yaml", "refit.yaml")
+    assert refit["data"]["refit"] is True and student["data"]["refit"] is False
+    # Same recipe: only where it writes, what it reads and how it picks a checkpoint differ.
+    assert refit["model"] == student["model"]
+    assert refit["trainer"]["max_epochs"] == student["trainer"]["max_epochs"]
+    assert refit["checkpoint"]["monitor"] is None
+    assert (refit["checkpoint"]["dirpath"], refit["checkpoint"]["filename"]) == (
+        "checkpoints/refit",
+        "tagger",
+    )
+    assert refit["data"]["teacher_outputs"].startswith("data/real/teacher_refit/")
