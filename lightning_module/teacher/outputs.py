@@ -71,6 +71,8 @@ class TeacherConfig:
         features_cache: folder of the cached window features (default ``DIR/features``; share
             one between the held-out and the refit teacher: the features do not depend on it).
         threads: PyTorch threads for the features (default: PyTorch's choice).
+        device: where musicnn computes the features: ``auto`` (CUDA when present), ``cpu``,
+            ``cuda`` or ``cuda:N``.
         min_duration: clips shorter than this many seconds are skipped.
         progress: show a tqdm progress bar.
     """
@@ -82,6 +84,7 @@ class TeacherConfig:
     refit: bool = False
     features_cache: str | None = None
     threads: int | None = None
+    device: str = "auto"
     min_duration: float = 1.0
     progress: bool = True
 
@@ -93,6 +96,14 @@ class TeacherConfig:
         unknown = [e for e in self.embeddings if e not in EMBEDDINGS]
         if unknown or not self.embeddings:
             raise SourceError(f"embeddings must be among {', '.join(EMBEDDINGS)}, got {unknown}")
+        if self.device == "auto":
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            torch.device(self.device)
+        except RuntimeError as err:
+            raise SourceError(f"device: {err}") from None
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise SourceError(f"device {self.device}: CUDA is not available here")
 
 
 @dataclass
@@ -163,7 +174,8 @@ def build(mapping: dict | None, out: str | os.PathLike) -> TeacherSummary:
                 wave = load_audio(
                     audio, SAMPLE_RATE, min_duration=config.min_duration, allow_silence=False
                 )
-                model = model or FrozenMusicnn(config.weights)  # loaded only when needed
+                # Loaded only when a clip is not cached.
+                model = model or FrozenMusicnn(config.weights).to(config.device)
                 value = extract(model, wave, config.max_windows)
                 cache.put(audio, value)
                 summary.computed += 1

@@ -133,7 +133,8 @@ class FeatureCache:
 def extract(model: FrozenMusicnn, wave: torch.Tensor, max_windows: int) -> WindowFeatures:
     """Features of every window of a (samples,) 16 kHz clip."""
     starts, windows = clip_windows(wave, max_windows)
-    out = model(windows)
+    device = next(model.parameters()).device
+    out = {name: value.cpu() for name, value in model(windows.to(device)).items()}
     pooled = torch.cat([out["max_pool"], out["mean_pool"]], dim=1)
     return WindowFeatures(
         starts=np.asarray(starts, np.float32) / SAMPLE_RATE,

@@ -156,3 +156,27 @@ def test_refit_fits_on_every_split_and_predict_clip_uses_the_shipped_model(
     text = capsys.readouterr().out
     assert "refit/tagger.ckpt" in text or "genre tags:" in text
     assert any(line.startswith("  genre tags: ") for line in text.splitlines())
+
+
+@pytest.mark.parametrize(("device", "message"), [("gpu9", "device: "), ("cuda:0", "device cuda")])
+def test_a_device_that_is_not_here_is_a_one_line_error(manifest, weights, device, message) -> None:
+    from datamodules.builds import SourceError
+    from lightning_module.teacher.outputs import TeacherConfig
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("CUDA is here")
+    with pytest.raises(SourceError, match=message):
+        TeacherConfig(manifest=str(manifest), weights=str(weights), device=device)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_features_on_cuda_match_the_cpu_ones(weights: Path) -> None:
+    from lightning_module.teacher.window_features import FrozenMusicnn, extract
+
+    wave = torch.randn(16000 * 7, generator=torch.Generator().manual_seed(0)) * 0.1
+    model = FrozenMusicnn(weights)
+    on_cpu = extract(model, wave, 2)
+    on_cuda = extract(model.to("cuda"), wave, 2)
+    np.testing.assert_allclose(on_cuda.penultimate, on_cpu.penultimate, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(on_cuda.pooled, on_cpu.pooled, rtol=1e-3, atol=1e-4)
