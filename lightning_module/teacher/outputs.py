@@ -177,7 +177,7 @@ def build(mapping: dict | None, out: str | os.PathLike) -> TeacherSummary:
                 # Loaded only when a clip is not cached.
                 model = model or FrozenMusicnn(config.weights).to(config.device)
                 value = extract(model, wave, config.max_windows)
-                cache.put(audio, value)
+                value = cache.put(audio, value)
                 summary.computed += 1
             else:
                 summary.cached += 1

@@ -120,14 +120,19 @@ class FeatureCache:
         same = len(value.starts) == len(value.penultimate) == len(value.pooled) > 0
         return value if finite and same else None
 
-    def put(self, audio: str | os.PathLike, value: WindowFeatures) -> None:
+    def put(self, audio: str | os.PathLike, value: WindowFeatures) -> WindowFeatures:
+        """Store ``value``; returns it as stored, which is what a later :meth:`get` returns.
+
+        Callers use the returned value, so a first run and a rerun from the cache fit the same
+        heads to the same numbers (the pooled features are stored in float16)."""
+        stored = WindowFeatures(
+            starts=value.starts.astype(np.float32),
+            penultimate=value.penultimate.astype(np.float32),
+            pooled=value.pooled.astype(np.float16),  # 1506 values per window: half the disk
+        )
         with atomic_open(self.path(audio), "wb") as f:
-            np.savez(
-                f,
-                starts=value.starts.astype(np.float32),
-                penultimate=value.penultimate.astype(np.float32),
-                pooled=value.pooled.astype(np.float16),  # 1506 values per window: half the disk
-            )
+            np.savez(f, starts=stored.starts, penultimate=stored.penultimate, pooled=stored.pooled)
+        return stored
 
 
 def extract(model: FrozenMusicnn, wave: torch.Tensor, max_windows: int) -> WindowFeatures:
