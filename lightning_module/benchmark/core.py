@@ -56,6 +56,7 @@ from lightning_module.benchmark.library_speed import (
     measure_library,
 )
 from lightning_module.benchmark.teachers import measure_teachers, teacher_rows
+from lightning_module.inference.device import resolve_device
 from lightning_module.inference.tagger import Tagger
 from lightning_module.model.frontend import LogMel
 from lightning_module.training.module import MusicTagger
@@ -127,7 +128,7 @@ class BenchmarkConfig:
 
     def resolved(self) -> BenchmarkConfig:
         """A copy with every ``None`` replaced by the choice for the device."""
-        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = self.device or str(resolve_device("auto"))
         cuda = device.startswith("cuda")
         values = asdict(self)
         values.update(

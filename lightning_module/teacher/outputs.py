@@ -44,6 +44,7 @@ from datamodules.builds import (
 from datamodules.io import atomic_open
 from datamodules.loading.teacher_targets import OUTPUTS_NAME, TeacherOutputs
 from datamodules.manifest import ManifestError, write_manifest
+from lightning_module.inference.device import DeviceError, resolve_device
 from lightning_module.teacher.probe import EMBEDDINGS, LinearHead, fit_teacher, teacher_checkpoint
 from lightning_module.teacher.window_features import (
     SAMPLE_RATE,
@@ -96,14 +97,10 @@ class TeacherConfig:
         unknown = [e for e in self.embeddings if e not in EMBEDDINGS]
         if unknown or not self.embeddings:
             raise SourceError(f"embeddings must be among {', '.join(EMBEDDINGS)}, got {unknown}")
-        if self.device == "auto":
-            self.device = "cuda" if torch.cuda.is_available() else "cpu"
         try:
-            torch.device(self.device)
-        except RuntimeError as err:
-            raise SourceError(f"device: {err}") from None
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise SourceError(f"device {self.device}: CUDA is not available here")
+            self.device = str(resolve_device(self.device))
+        except DeviceError as err:
+            raise SourceError(str(err)) from None
 
 
 @dataclass
