@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from lightning_module.inference.device import DeviceError
 from lightning_module.inference.runners import OnnxModelError
 from lightning_module.model.network import TaggerNet, build_network
 from lightning_module.model.spec import TaggerSpec
@@ -20,8 +21,8 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message is one line naming the file."""
 
 
-#: Errors that mean "this model file cannot be used" (a checkpoint or an ONNX export).
-ModelError = (CheckpointError, OnnxModelError)
+#: Errors that mean "this model cannot be used here" (a checkpoint, an ONNX export, the device).
+ModelError = (CheckpointError, OnnxModelError, DeviceError)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

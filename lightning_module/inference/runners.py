@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import torch
 
+from lightning_module.inference.device import resolve_device
 from lightning_module.model.network import TaggerNet
 
 #: Key of the ONNX metadata entry holding the checkpoint's hyperparameters as JSON.
@@ -36,7 +37,7 @@ class TorchRunner:
     """Runs a :class:`TaggerNet` in eval mode, without autograd, on ``device``."""
 
     def __init__(self, net: TaggerNet, device: str | torch.device = "cpu") -> None:
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.net = net.to(self.device).eval()
 
     @torch.inference_mode()
@@ -72,7 +73,7 @@ class OnnxRunner:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        device = torch.device(device)
+        device = resolve_device(device, check_cuda=False)  # onnxruntime-gpu brings its own CUDA
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():

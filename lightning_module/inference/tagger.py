@@ -43,6 +43,7 @@ from lightning_module.inference.checkpoint import (  # noqa: F401 (re-exported: 
     load_checkpoint,
     load_network,
 )
+from lightning_module.inference.device import resolve_device
 from lightning_module.inference.runners import OnnxRunner, Runner, TorchRunner
 from lightning_module.model.network import TaggerNet
 from lightning_module.model.spec import TaggerSpec
@@ -115,7 +116,7 @@ class Tagger:
         overlap: float = 0.5,
         max_windows: int | None = 64,
     ) -> None:
-        self.device = torch.device(device)
+        self.device = resolve_device(device, check_cuda=isinstance(model, nn.Module))
         self.runner: Runner = (
             TorchRunner(model, self.device) if isinstance(model, nn.Module) else model
         )

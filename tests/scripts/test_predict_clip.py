@@ -65,6 +65,20 @@ def test_bad_audio_exits_2_with_one_line(
     assert err.startswith("error:") and str(path) in err and "\n" not in err
 
 
+@pytest.mark.parametrize(("device", "says"), [("gpu9", "device: "), ("cuda", "device cuda: ")])
+def test_a_device_that_is_not_here_exits_2_with_one_line(
+    device: str, says: str, trained_checkpoint: Path, song_mp3: Path, capsys
+) -> None:
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("CUDA is here")
+    assert main([str(song_mp3), "--checkpoint", str(trained_checkpoint), "--device", device]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith(f"error: {says}") and "\n" not in err and captured.out == ""
+
+
 def test_script_runs_as_a_command(trained_checkpoint: Path, song_mp3: Path) -> None:
     result = subprocess.run(
         [
