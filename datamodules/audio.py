@@ -405,9 +405,16 @@ def _sf_blocks(
     """As :func:`_av_blocks`, through libsndfile (which raises on what it cannot read)."""
     with sf.SoundFile(str(path)) as f:
         rate = int(f.samplerate)
-        start = int(round(offset * rate))
-        if start:
-            f.seek(min(start, max(f.frames, 0)))
+        start = min(int(round(offset * rate)), max(f.frames, 0))
+        if start and f.format == "MP3":
+            # No seek in mp3: libmpg123 lands without the bit reservoir of the frames before, so
+            # the first frames decode wrong (and it says so on stderr). Decoding from the start
+            # and dropping costs ~1 ms a second; few, large reads, since libsndfile's mp3 reader
+            # also glitches at some read boundaries (docs/reliability.md).
+            while start:
+                start -= len(f.read(frames=min(start, 1 << 22), dtype="float32"))
+        elif start:
+            f.seek(start)
         remaining = -1 if duration is None else int(round(duration * rate))
         while True:
             want = remaining if block_frames is None or 0 <= remaining < block_frames else None
@@ -731,18 +738,35 @@ def fix_length(wave: torch.Tensor, length: int) -> torch.Tensor:
     return torch.nn.functional.pad(wave, (0, length - n))
 
 
-def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
+def window_starts(n_samples: int, window: int, hop: int, min_tail: int = 0) -> list[int]:
     """Start indices of windows of ``window`` samples every ``hop`` samples, covering the end.
 
-    A clip shorter than one window gets a single window at 0 (it is zero-padded); otherwise the last
-    window is aligned to the end so no tail is dropped.
+    A clip shorter than one window gets a single window at 0 (it is zero-padded); otherwise, when
+    the windows on the hop grid leave a tail uncovered, one more window is aligned to the end, but
+    only if that tail holds more than ``min_tail`` samples: a window that adds 13 ms of new audio
+    would repeat its neighbour and count it twice (every GTZAN clip is 30.013 s).
     """
     if n_samples <= window:
         return [0]
     starts = list(range(0, n_samples - window + 1, hop))
-    if starts[-1] + window < n_samples:
+    if n_samples - (starts[-1] + window) > max(min_tail, 0):
         starts.append(n_samples - window)
     return starts
+
+
+def window_weights(starts: list[int], n_samples: int, window: int, hop: int) -> list[float]:
+    """Weight of each window (``starts``, a subset of :func:`window_starts`) in a clip average.
+
+    Each window on the hop grid adds ``hop`` samples of new audio and weighs 1; the end-aligned
+    last window adds only the tail the grid left, so it weighs that tail as a share of ``hop``.
+    That way every second of audio counts once per hop, the tail no more than the rest.
+    """
+    if n_samples <= window:
+        return [1.0] * len(starts)
+    last_on_grid = (n_samples - window) // hop * hop
+    return [
+        (s - last_on_grid) / hop if s % hop and s == n_samples - window else 1.0 for s in starts
+    ]
 
 
 def frame_windows(wave: torch.Tensor, window: int, hop: int) -> torch.Tensor:

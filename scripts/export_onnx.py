@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lightning_module.inference.export import export_onnx
+from lightning_module.inference.export import ExportError, export_onnx
 from lightning_module.inference.tagger import CheckpointError, find_checkpoint, load_network
 
 
@@ -37,9 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    report = export_onnx(net, spec, args.out, opset=args.opset, verify=not args.no_verify)
+    try:
+        report = export_onnx(net, spec, args.out, opset=args.opset, verify=not args.no_verify)
+    except ExportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print(report.summary())
-    return 0 if report.ok else 1
+    return 0
 
 
 if __name__ == "__main__":

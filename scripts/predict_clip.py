@@ -28,6 +28,7 @@ from datamodules.sources.spotify_preview import (  # noqa: E402
     fetch_spotify_preview,
     spotify_track_id,
 )
+from lightning_module.console import quiet_native_decoders  # noqa: E402
 from lightning_module.inference.library import (
     LibraryError,  # noqa: E402
     tag_library,  # noqa: E402
@@ -107,11 +108,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--out, --format, --workers and --force are for a folder")
     if args.workers < 0:
         parser.error(f"--workers must be >= 0, not {args.workers}")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be >= 1, not {args.batch_size}")
+    if args.top < 1:
+        parser.error(f"--top must be >= 1, not {args.top}")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    quiet_native_decoders()
+    try:
+        return _run(args)
+    except BrokenPipeError:
+        # The reader went away (`| head -1`): stop quietly, as command-line tools do. Point
+        # stdout at /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         model = args.onnx or args.checkpoint or find_checkpoint()
         tagger = Tagger.from_file(

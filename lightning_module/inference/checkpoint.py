@@ -30,6 +30,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    # torch.save writes a zip archive (or, long ago, a pickle): anything else is some other file,
+    # and torch's own error would advise weights_only=False, which is both wrong and unsafe.
+    if not magic.startswith(b"PK\x03\x04") and not magic.startswith(b"\x80"):
+        raise CheckpointError(f"{path}: not a checkpoint (a .ckpt file written by training)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

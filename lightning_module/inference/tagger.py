@@ -34,6 +34,7 @@ from datamodules.audio import (
     load_audio,
     stream_audio,
     window_starts,
+    window_weights,
 )
 from datamodules.schema import FEATURE_RANGES, spread_evenly
 from lightning_module.inference.checkpoint import (  # noqa: F401 (re-exported: the public API)
@@ -127,6 +128,7 @@ class Tagger:
         self.window = self.spec.window_samples
         self.hop = max(int(self.window * (1.0 - overlap)), 1)
         self.max_windows = max_windows
+        self.min_tail = _min_tail(self.hop)
         self._trained = set(self.spec.trained_features)
         self._basis = {k: self.spec.feature_basis(k) for k in self.spec.feature_names}
         self._tempo_bins = tempo_bins(self.spec)
@@ -166,8 +168,7 @@ class Tagger:
     def starts(self, n_samples: int, max_windows: int | None = None) -> list[int]:
         """Window starts (samples) for ``n_samples`` of audio; ``max_windows`` keeps that many,
         evenly spread from the first to the last."""
-        starts = window_starts(n_samples, self.window, self.hop)
-        return [starts[i] for i in spread_evenly(len(starts), max_windows)]
+        return _planned_starts(n_samples, self.window, self.hop, max_windows, self.min_tail)
 
     def cut(self, wave: torch.Tensor, starts: Sequence[int]) -> torch.Tensor:
         """(len(starts), window) windows of a (samples,) waveform; audio no longer than a window
@@ -220,6 +221,18 @@ class Tagger:
         ]
         return starts, self.finish({k: torch.cat([c[k] for c in chunks]) for k in chunks[0]})
 
+    def average(
+        self, outputs: dict[str, torch.Tensor], starts: Sequence[int], samples: int
+    ) -> dict[str, torch.Tensor]:
+        """The clip-level value of per-window ``outputs`` (each (len(starts), n)): their mean,
+        the end-aligned last window weighted by the new audio it adds (:func:`window_weights`),
+        so no stretch of the clip counts twice."""
+        weights = torch.tensor(window_weights(list(starts), samples, self.window, self.hop))
+        weights = weights / weights.sum()
+        return {
+            k: (v * weights.reshape(-1, *([1] * (v.dim() - 1)))).sum(0) for k, v in outputs.items()
+        }
+
     def _prediction(
         self,
         outputs: dict[str, torch.Tensor],
@@ -262,7 +275,7 @@ class Tagger:
     ) -> ClipPrediction:
         """Tag a (samples,) float waveform at the model's sample rate: windows averaged."""
         starts, outputs = self.window_outputs(wave, self.max_windows)
-        mean = {k: v.mean(0) for k, v in outputs.items()}
+        mean = self.average(outputs, starts, wave.numel())
         return self._prediction(mean, path, wave.numel() / self.sample_rate, len(starts), start)
 
     def load(
@@ -289,7 +302,7 @@ class Tagger:
         decoded file, but decoded block by block (:func:`stream_audio`) and only the windows
         the average needs are kept, so memory does not grow with the length of the file."""
         samples, starts, outputs = self._streamed_outputs(path, offset, duration, self.max_windows)
-        mean = {k: v.mean(0) for k, v in outputs.items()}
+        mean = self.average(outputs, starts, samples)
         return self._prediction(mean, str(path), samples / self.sample_rate, len(starts), offset)
 
     def timeline(
@@ -340,6 +353,7 @@ class Tagger:
             if isinstance(result, AudioError):
                 job.error = result
             else:
+                job.samples = result.samples
                 job.seconds = result.samples / self.sample_rate
                 job.starts, job.waiting = result.starts, torch.from_numpy(result.windows)
             jobs.append(job)
@@ -464,7 +478,7 @@ class Tagger:
                 yield job.error
                 continue
             outputs = self.finish({k: torch.cat([d[k] for d in job.done]) for k in job.done[0]})
-            mean = {k: v.mean(0) for k, v in outputs.items()}
+            mean = self.average(outputs, job.starts, job.samples)
             yield self._prediction(mean, job.path, job.seconds, len(job.starts), offset)
 
 
@@ -475,6 +489,7 @@ class _Job:
     path: str
     error: AudioError | None = None
     seconds: float = 0.0
+    samples: int = 0
     starts: list[int] = field(default_factory=list)
     waiting: torch.Tensor = field(default_factory=lambda: torch.empty(0))
     done: list[dict[str, torch.Tensor]] = field(default_factory=list)
@@ -517,9 +532,18 @@ def _decode_windows(
     return _Decoded(stream.samples, stream.starts, np.stack([got[s] for s in stream.starts]))
 
 
-def _planned_starts(n: int, window: int, hop: int, max_windows: int | None) -> list[int]:
+def _min_tail(hop: int) -> int:
+    """Samples of tail (past the hop grid) that earn an end-aligned window of their own: a
+    quarter hop (0.75 s for 6 s windows at half overlap). A shorter tail would weigh under a
+    quarter of a window in the average and repeat its neighbour in a timeline."""
+    return hop // 4
+
+
+def _planned_starts(
+    n: int, window: int, hop: int, max_windows: int | None, min_tail: int
+) -> list[int]:
     """:meth:`Tagger.starts`: window starts of ``n`` samples, ``max_windows`` evenly spread."""
-    starts = window_starts(n, window, hop)
+    starts = window_starts(n, window, hop, min_tail)
     return [starts[i] for i in spread_evenly(len(starts), max_windows)]
 
 
@@ -570,12 +594,16 @@ class _WindowStream:
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         window, hop, max_windows = self.window, self.hop, self.max_windows
         estimate = self._estimate(audio_info(self.path))
-        if max_windows is None or len(window_starts(estimate, window, hop)) <= max_windows:
+        min_tail = _min_tail(hop)
+        if (
+            max_windows is None
+            or len(window_starts(estimate, window, hop, min_tail)) <= max_windows
+        ):
             # every window (a short file, or a timeline); a header that undercounts wildly is
             # caught by the cap and fixed by the second pass
             picker = _Picker(window, hop, None, None if max_windows is None else 2 * max_windows)
         else:
-            planned = _planned_starts(estimate, window, hop, max_windows)
+            planned = _planned_starts(estimate, window, hop, max_windows, min_tail)
             picker = _Picker(window, hop, [s for s in planned if s % hop == 0])
         sum_squares = 0.0
         for block in self._blocks():
@@ -587,7 +615,7 @@ class _WindowStream:
             raise AudioError(f"{self.path}: too short ({seconds:.2f} s < {MIN_SECONDS:g} s)")
         if math.sqrt(sum_squares / n) < SILENCE_RMS:
             raise AudioError(f"{self.path}: audio is silent")
-        self.samples, self.starts = n, _planned_starts(n, window, hop, max_windows)
+        self.samples, self.starts = n, _planned_starts(n, window, hop, max_windows, min_tail)
         missing = []
         for start in self.starts:
             if start not in picker.given:

@@ -123,9 +123,6 @@ class TempoBranch(nn.Module):
                 math.ceil(60.0 * frame_rate / tempo_min) + 1,
             )
         )
-        # Plain tensors (not buffers): constants of the architecture, not state to save.
-        self._lag_index = list(self.lags)
-        self._lag_tensor = torch.tensor(self.lags)
         self.mlp = nn.Sequential(
             nn.Linear(self.groups * len(self.lags), hidden),
             nn.ReLU(inplace=True),
@@ -140,13 +137,15 @@ class TempoBranch(nn.Module):
         onset = torch.relu(bands[..., 1:] - bands[..., :-1]).mean(2)  # (batch, groups, T)
         onset = onset - onset.mean(-1, keepdim=True)
         energy = (onset * onset).mean(-1).clamp(min=1e-8)
-        # Every lag at once: the onset curve, zero-padded, seen shifted by each lag; the mean
-        # product over the overlap (T - lag frames). Lags longer than the window read as 0.
-        length = onset.shape[-1]
-        padded = torch.nn.functional.pad(onset, (0, self.lags[-1]))
-        shifted = padded.unfold(-1, length, 1)[..., self._lag_index, :]  # (B, G, lags, T)
-        overlap = (length - self._lag_tensor).clamp(min=0).to(onset.dtype)
-        products = (shifted * onset[..., None, :]).sum(-1)
+        # One product per lag, over the frames both copies cover (T - lag; none when the lag is
+        # longer than the window, which reads as 0). Slices, not an unfold of the padded curve:
+        # an unfold's window length is the input length, which ONNX export would freeze to the
+        # example's, so the exported model refused audio of any other length.
+        ones = torch.ones_like(onset[:1, :1])  # (1, 1, T): counts the overlapping frames
+        products = torch.stack(
+            [(onset[..., lag:] * onset[..., :-lag]).sum(-1) for lag in self.lags], -1
+        )
+        overlap = torch.stack([ones[..., lag:].sum(-1) for lag in self.lags], -1)
         acf = torch.where(overlap > 0, products / overlap.clamp(min=1), torch.zeros_like(products))
         return acf / energy[..., None]
 

@@ -7,7 +7,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from datamodules.audio import AudioError, frame_windows, load_audio, window_starts
+from datamodules.audio import (
+    AudioError,
+    frame_windows,
+    load_audio,
+    window_starts,
+    window_weights,
+)
 from tests.conftest import write_tone
 
 
@@ -74,3 +80,22 @@ def test_windows_cover_the_whole_clip() -> None:
     assert window_starts(105, 40, 40) == [0, 40, 65]
     windows = frame_windows(torch.arange(105.0), 40, 40)
     assert windows.shape == (3, 40) and windows[-1, -1].item() == 104.0
+
+
+def test_a_tail_shorter_than_min_tail_gets_no_window_of_its_own() -> None:
+    # a GTZAN clip: 30.013 s, 6 s windows every 3 s; the 13 ms tail is no reason for a window
+    n, window, hop = 480_208, 96_000, 48_000
+    assert window_starts(n, window, hop)[-2:] == [384_000, 384_208]  # the old duplicate
+    assert window_starts(n, window, hop, min_tail=12_000)[-1] == 384_000
+    # 2 s of tail is worth a window of its own
+    assert window_starts(n + 32_000, window, hop, min_tail=12_000)[-1] == n + 32_000 - window
+
+
+def test_window_weights_count_each_stretch_of_audio_once() -> None:
+    n, window, hop = 100, 40, 20
+    assert window_weights(window_starts(n, window, hop), n, window, hop) == [1.0] * 4
+    n = 110  # grid windows 0, 20, 40, 60 end at 100: the end window adds 10 samples = half a hop
+    starts = window_starts(n, window, hop)
+    assert starts == [0, 20, 40, 60, 70]
+    assert window_weights(starts, n, window, hop) == [1.0, 1.0, 1.0, 1.0, 0.5]
+    assert window_weights([0], 30, window, hop) == [1.0]

@@ -118,3 +118,51 @@ def test_export_of_a_missing_checkpoint_is_one_line_error(tmp_path: Path, capsys
     assert export_main(["--checkpoint", str(missing), "--out", str(tmp_path / "m.onnx")]) == 2
     assert capsys.readouterr().err.strip() == f"error: {missing}: checkpoint not found"
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.fixture(scope="module")
+def tempo_checkpoint(synthetic_manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model with a tempo head: the head whose export froze the input length."""
+    from tests.conftest import run_training
+
+    workdir = tmp_path_factory.mktemp("tempo_run")
+    run_training(
+        workdir,
+        synthetic_manifest,
+        "--model.tempo_bins=96",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=2",
+        "--trainer.limit_val_batches=1",
+        "--test_after_fit=false",
+    )
+    return sorted((workdir / "checkpoints").glob("*.ckpt"))[-1]
+
+
+def test_a_model_with_a_tempo_head_exports_with_a_dynamic_length(
+    tempo_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "tempo.onnx"
+    assert export_main(["--checkpoint", str(tempo_checkpoint), "--out", str(out)]) == 0
+    dims = onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim
+    assert all(d.dim_param and not d.dim_value for d in dims)
+    net, spec = load_network(tempo_checkpoint)
+    runner = OnnxRunner(out)
+    for seconds in (1.3, 2.0, 7.5):  # shorter, equal and longer than the 2 s training window
+        wave = torch.from_numpy(
+            render_clip("rock", "happy", seconds, 16000, np.random.default_rng(1))[0]
+        )[None].float()
+        got, expected = runner(wave), TorchRunner(net)(wave)
+        assert float((got["tempo"] - expected["tempo"]).abs().max()) <= TOLERANCE
+
+
+def test_a_failed_check_leaves_no_file_and_says_so_in_one_line(
+    trained_checkpoint: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    import lightning_module.inference.export as export
+
+    monkeypatch.setattr(export, "TOLERANCE", -1.0)  # nothing can pass: the check must refuse
+    out = tmp_path / "model.onnx"
+    assert export_main(["--checkpoint", str(trained_checkpoint), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "model.onnx" in err and len(err.splitlines()) == 1
+    assert not out.exists() and list(tmp_path.iterdir()) == []

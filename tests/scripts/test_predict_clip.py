@@ -13,7 +13,7 @@ import soundfile as sf
 from datamodules.schema import FEATURES
 from datamodules.synthetic import render_clip
 from scripts.predict_clip import main
-from tests.conftest import REPO_ROOT, write_tone
+from tests.conftest import REPO_ROOT, SHARED_DATA, write_tone
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +96,56 @@ def test_script_runs_as_a_command(trained_checkpoint: Path, song_mp3: Path) -> N
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["genre"][0]["label"]
+
+
+def _predict_command(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "scripts/predict_clip.py", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def test_a_closed_pipe_ends_quietly(trained_checkpoint: Path, song_mp3: Path) -> None:
+    """`predict_clip ... | head -1`: no BrokenPipeError traceback."""
+    process = subprocess.Popen(
+        [sys.executable, "scripts/predict_clip.py", str(song_mp3)]
+        + ["--checkpoint", str(trained_checkpoint), "--json"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    process.stdout.readline()
+    process.stdout.close()  # the reader goes away after one line, as `head -1` does
+    err = process.stderr.read().decode()
+    process.wait(timeout=120)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_libmpg123_noise_stays_off_stderr(trained_checkpoint: Path) -> None:
+    """A real mp3 tagged from an offset made libmpg123 print '[src/libmpg123/...] error: ...'."""
+    clips = sorted((SHARED_DATA / "mood4q").glob("Q*/*.mp3"))[:3]
+    if not clips:
+        pytest.skip("../shared/data/mood4q is absent")
+    for clip in clips:
+        result = _predict_command(
+            str(clip), "--checkpoint", str(trained_checkpoint), "--offset", "7"
+        )
+        assert result.returncode == 0, result.stderr
+        assert b"libmpg123" not in result.stderr and b"error" not in result.stderr, result.stderr
+
+
+def test_a_file_that_is_no_checkpoint_is_named_as_such(song_mp3: Path, capsys) -> None:
+    assert main([str(song_mp3), "--checkpoint", str(song_mp3)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {song_mp3}: not a checkpoint (a .ckpt file written by training)"
+    assert "weights_only" not in err
+
+
+@pytest.mark.parametrize("option", [["--batch-size", "0"], ["--batch-size", "-3"], ["--top", "0"]])
+def test_counts_below_one_are_refused(song_mp3: Path, option: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([str(song_mp3), *option])
+    assert exit_.value.code == 2
+    assert option[0] in capsys.readouterr().err

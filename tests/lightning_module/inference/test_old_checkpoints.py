@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -33,14 +34,20 @@ def test_a_format_1_checkpoint_predicts_what_it_predicted() -> None:
         # Newer outputs add keys (feature_basis); the path is where the fixture was made.
         return {k: (then[k] if k == "path" else now[k]) for k in then}
 
-    assert (
-        same_keys(tagger.predict_file(CLIP).to_dict(), expected["prediction"])
-        == expected["prediction"]
-    )
     timeline = [w.to_dict() for w in tagger.timeline(CLIP)]
     assert [same_keys(n, e) for n, e in zip(timeline, expected["timeline"], strict=True)] == (
         expected["timeline"]
     )
+    # The clip value is the mean of those windows, the end-aligned last one (3.5 s, half a hop
+    # of new audio) weighted 0.5 since the fix that counts each stretch of audio once; the old
+    # code gave it full weight.
+    now = tagger.predict_file(CLIP).to_dict()
+    assert same_keys(now, expected["prediction"]).keys() == expected["prediction"].keys()
+    assert now["windows"] == expected["prediction"]["windows"] == len(timeline)
+    weights = np.array([1.0, 1.0, 1.0, 1.0, 0.5])
+    for name, value in now["features"].items():
+        windows = np.array([w["features"][name] for w in expected["timeline"]])
+        assert value == pytest.approx((windows * weights).sum() / weights.sum(), abs=2e-4)
     basis = tagger.predict_file(CLIP).feature_basis
     assert set(basis) == set(expected["prediction"]["features"])
     assert all("not recorded" in b for b in basis.values())  # format 1 did not record it

@@ -277,3 +277,40 @@ def test_short_and_silent_input(tagger: Tagger, tmp_path: Path) -> None:
         tagger.predict_file(write_tone(tmp_path / "short.wav", seconds=0.5))
     wave = torch.zeros(16000 * 3)
     assert tagger.predict_waveform(wave + 0.01 * torch.randn(wave.shape)).windows == 2
+
+
+def test_no_duplicate_end_window_and_the_tail_weighs_what_it_adds(
+    tagger: Tagger, tmp_path: Path
+) -> None:
+    """A clip a few ms longer than the window grid (every 30.013 s GTZAN clip): no second window
+    at the end (timeline rows, window count), and the clip average is the plain window mean."""
+    rng = np.random.default_rng(5)
+    grid = tagger.window + 2 * tagger.hop  # 3 windows on the grid
+    samples, _ = render_clip("rock", "happy", (grid + 208) / 16000, 16000, rng)
+    path = tmp_path / "gtzan_like.wav"
+    sf.write(path, samples[: grid + 208], 16000)
+    timeline = tagger.timeline(path)
+    starts = [w.start for w in timeline]
+    assert len(starts) == len(set(starts)) == 3
+    clip = tagger.predict_file(path)
+    assert clip.windows == 3
+    wave = load_audio(path, 16000)
+    _, outputs = tagger.window_outputs(wave)
+    energy = outputs["features"][:, tagger.spec.feature_names.index("energy")]
+    assert clip.features["energy"] == pytest.approx(float(energy.mean()), abs=TOL)
+
+
+def test_an_end_window_weighs_the_share_of_new_audio(tagger: Tagger, tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    n = tagger.window + tagger.hop + tagger.hop // 2  # the end window adds half a hop
+    samples, _ = render_clip("jazz", "calm", n / 16000 + 0.1, 16000, rng)
+    path = tmp_path / "tail.wav"
+    sf.write(path, samples[:n], 16000)
+    wave = load_audio(path, 16000)
+    starts, outputs = tagger.window_outputs(wave)
+    assert len(starts) == 3 and starts[-1] == n - tagger.window
+    weights = torch.tensor([1.0, 1.0, 0.5])
+    expected = (outputs["mood"] * weights[:, None]).sum(0) / weights.sum()
+    got = dict(tagger.predict_file(path).mood)
+    for name, p in zip(tagger.spec.mood_names, expected.tolist(), strict=True):
+        assert got[name] == pytest.approx(p, abs=TOL)
