@@ -10,7 +10,7 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -57,6 +57,15 @@ class FilePlan:
     size: int = 0
     mtime_ns: int = 0
     tags: TagFile | None = field(default=None, repr=False)
+    # Undo only. ``steps``: the writes, in order, when ``changes`` holds one composed change
+    # per field (several runs each changed it); ``expected``: the whole tag (as
+    # :meth:`TagFile.snapshot`) the copy must read back as; ``target_size``: the file size
+    # (bytes) the padding aims at, the original's, so the file comes back byte-identical where
+    # the format allows; ``drop_container``: remove the tag container (the original had none).
+    steps: list[FieldChange] | None = None
+    expected: dict[str, str] | None = None
+    target_size: int | None = None
+    drop_container: bool = False
 
 
 @dataclass
@@ -156,12 +165,19 @@ class LeftAlone(Exception):
     """The file must be left as it is (changed meanwhile, ...): reported, not an error."""
 
 
-def _norm(tags: TagFile, key: str) -> str:
+def norm_key(tags: TagFile, key: str) -> str:
+    """A field's key as compared: Vorbis comment keys are case-insensitive."""
     return key.lower() if tags.family == "vorbis" else key
 
 
-def _verify(fresh: TagFile, changes: list[FieldChange], before: dict[str, str]) -> None:
-    """The planned fields read back as planned, and every other field is untouched."""
+def _verify(
+    fresh: TagFile,
+    changes: list[FieldChange],
+    before: dict[str, str],
+    expected: dict[str, str] | None = None,
+) -> None:
+    """The planned fields read back as planned, every other field is untouched and, when
+    ``expected`` is given, the whole tag is exactly that (order included)."""
     for change in changes:
         got = fresh.read(change.key)
         if value_texts(got) != value_texts(change.new) or (
@@ -172,10 +188,26 @@ def _verify(fresh: TagFile, changes: list[FieldChange], before: dict[str, str]) 
                 f"not {value_texts(change.new)!r}"
             )
     after = fresh.snapshot()
-    touched = {_norm(fresh, c.key) for c in changes} | {"<order>"}
+    touched = {norm_key(fresh, c.key) for c in changes} | {"<order>"}
     for key in (set(before) | set(after)) - touched:
         if before.get(key) != after.get(key):
             raise TagError(f"verification failed: {key} changed, though it was not to be touched")
+    if expected is not None and after != expected:
+        differs = sorted(k for k in set(after) | set(expected) if after.get(k) != expected.get(k))
+        raise TagError(f"verification failed: {', '.join(differs)} not as planned")
+
+
+def _padding_towards(target_size: int | None, size: int) -> Callable[[Any], int] | None:
+    """A mutagen padding function that makes a file of ``size`` bytes ``target_size`` bytes
+    long after saving (None: mutagen's default padding).
+
+    mutagen passes ``info.padding``, the padding left if the file kept its size; giving up
+    ``size - target_size`` of it lands on the target. Below zero (the tag is now bigger than the
+    original's) no padding is left, which only means a later write rewrites the file.
+    """
+    if target_size is None:
+        return None
+    return lambda info: max(0, info.padding - (size - target_size))
 
 
 def _same_file(path: str, size: int, mtime_ns: int) -> bool:
@@ -202,16 +234,21 @@ def apply_plan(
     before = tags.snapshot()
     with atomic_path(path) as tmp:
         shutil.copy2(path, tmp)  # bytes, mode, times, extended attributes
+        # Whether the file had a tag container at all, and its size: what undo needs to give
+        # back the original bytes (remove a container we added, size the padding as it was).
+        had_tags = tags.audio.tags is not None
         record_changes = []
-        for change in plan.changes:
+        for change in plan.steps if plan.steps is not None else plan.changes:
             # Each old value is read just before its write, so the journal's sequence of
             # (old, new) can be undone backwards exactly (Vorbis entries keep their position).
             old = tags.read(change.key)
             tags.write(change.key, change.new)
             record_changes.append({"field": change.key, "old": old, "new": change.new})
-        tags.save(tmp)
+        tags.save(tmp, padding=_padding_towards(plan.target_size, st.st_size))
+        if plan.drop_container:
+            tags.remove_container(tmp)
         fresh = open_tags(tmp)
-        _verify(fresh, plan.changes, before)
+        _verify(fresh, plan.changes, before, plan.expected)
         try:
             identical = same_audio(path, tmp, verify)
         except AudioError as err:
@@ -231,6 +268,7 @@ def apply_plan(
                 "file": path,
                 "format": plan.label,
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "before": {"size": st.st_size, "tags": had_tags},
                 "changes": record_changes,
             }
         )

@@ -15,48 +15,88 @@ from lightning_module.library.safe_write import (
     FieldChange,
     FilePlan,
     Summary,
+    norm_key,
     open_for_plan,
     run_one,
 )
-from lightning_module.library.tag_fields import TagError, open_tags, value_texts
+from lightning_module.library.tag_fields import TagError, TagFile, open_tags, value_texts
 
 
 # -- undo ------------------------------------------------------------------------------------
+def _same_value(tags: TagFile, a: Any, b: Any) -> bool:
+    """Two exact values hold the same field: same texts and, outside Vorbis comments (whose
+    position in the comment is not part of the value), the same frame or item."""
+    return value_texts(a) == value_texts(b) and (tags.family == "vorbis" or a == b)
+
+
 def plan_undo(path: str, records: list[dict[str, Any]]) -> FilePlan:
-    """The changes that put back, field by field, what ``records`` (this file's journal lines,
-    oldest first) replaced. A field changed since (neither what we wrote nor the original) is
-    kept and reported; one already back is skipped."""
+    """The plan that puts back what ``records`` (this file's journal lines, oldest first, one
+    per run that wrote it) replaced: every field as it was before the first run.
+
+    The runs are undone in memory, newest change first, so each step sees the state it has to
+    invert (Vorbis comments go back to their positions). Per field, a change is undone when the
+    field holds what it wrote; it is passed over when the field already holds a value from
+    before it (the run never reached the file: a kill before its rename; or an earlier undo
+    already put it back); anything else was changed since, by someone else: kept, reported once.
+    ``plan.changes`` has one composed change per field (now → before the first run), which is
+    what is shown and verified; ``plan.steps`` are the writes; the whole resulting tag must read
+    back as simulated.
+    """
     plan = open_for_plan(path)
     if plan.skipped or plan.tags is None:
         return plan
     tags = plan.tags
     plan.kept_note = "changed since it was written, so not undone; it was {ours}"
-    # Undo in memory, newest change first, so each step sees the state it has to invert.
     before = tags.snapshot()
-    sequence: list[FieldChange] = []
+    steps: list[FieldChange] = []
+    start: dict[str, Any] = {}  # field -> its value now, for the composed change
+    kept: set[str] = set()
     try:
+        # every field's values before each change, oldest first: the states it may be back at
+        earlier: dict[str, list[Any]] = {}
+        for record in records:
+            for change in record["changes"]:
+                earlier.setdefault(norm_key(tags, change["field"]), []).append(change["old"])
         for record in reversed(records):
             for change in reversed(record["changes"]):
                 key, old, new = change["field"], change["old"], change["new"]
-                current = tags.read(key)
-                if value_texts(current) == value_texts(old) and (
-                    tags.family == "vorbis" or current == old
-                ):
-                    continue  # never written (a kill before the rename) or already undone
-                if value_texts(current) != value_texts(new):
-                    plan.kept.append((key, value_texts(current), value_texts(old)))
+                norm = norm_key(tags, key)
+                states = earlier[norm]
+                states.pop()  # from here on: the values from before the earlier changes
+                if norm in kept:
                     continue
-                sequence.append(FieldChange(key, current, old, exact=True))
-                tags.write(key, old)
-    except (TagError, KeyError, TypeError, ValueError) as err:
+                current = tags.read(key)
+                if value_texts(current) == value_texts(new):
+                    start.setdefault(norm, (key, current))
+                    steps.append(FieldChange(key, current, old, exact=True))
+                    tags.write(key, old)
+                elif any(_same_value(tags, current, s) for s in (*states, old)):
+                    continue  # never written, or already back
+                else:
+                    kept.add(norm)
+                    first = states[0] if states else old
+                    plan.kept.append((key, value_texts(current), value_texts(first)))
+    except (TagError, KeyError, TypeError, ValueError, IndexError) as err:
         plan.skipped = f"cannot undo ({err})"
         return plan
+    expected = tags.snapshot()
+    if expected == before:  # nothing to do, or edits that cancel out
+        return plan
+    plan.changes = [
+        FieldChange(key, now, tags.read(key), exact=True)
+        for key, now in start.values()
+        if not _same_value(tags, now, tags.read(key))
+    ]
+    plan.steps, plan.expected = steps, expected
+    original = records[0].get("before") if records else None
+    if not plan.kept and isinstance(original, dict):  # every field is back as it was
+        if original.get("tags") is False and not expected and tags.family == "id3":
+            plan.drop_container = True  # we added the ID3 tag / chunk: take it away again
+        elif isinstance(original.get("size"), int):
+            plan.target_size = original["size"]
     # The plan is applied to a fresh load, so the in-memory edits above are only a simulation.
     fresh = open_tags(plan.path)
-    plan.tags, plan.changes = fresh, sequence
-    plan.label = fresh.label
-    if sequence and tags.snapshot() == before:  # the edits cancel out
-        plan.changes = []
+    plan.tags, plan.label = fresh, fresh.label
     return plan
 
 

@@ -15,8 +15,10 @@ The flow for every file (:func:`plan_file`, then :func:`apply_plan`):
    original's mode, owner and modification time, append the change to the journal (fsync'd),
    and rename the copy over the original (atomic). A file that changed since it was planned
    (size or mtime), read-only, hard-linked or without tag support is reported and left alone.
-3. **undo** (:func:`plan_undo`): the journal holds each field's exact old value; restoring
-   puts them back through the same safe path, field by field, skipping any field changed since.
+3. **undo** (:mod:`.undo`): the journal holds each field's exact old value; restoring puts
+   every field back as it was before the first run the journal records (one composed write
+   per file, through the same safe path), skipping any field changed since, and gives the file
+   back its original bytes where the format allows (docs/tag_your_library.md, "Undo").
 
 A kill at any moment leaves every file either original or fully tagged (the rename is the only
 step that touches it) and at most a hidden temp file, removed on the next run.
