@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 
 from lightning_module.library import write_tags as wt
 from lightning_module.library.tag_fields import open_tags
@@ -19,6 +20,7 @@ from tests.lightning_module.library.formats import (
     make_file,
     mutagen_view,
     read_field,
+    tone,
 )
 
 #: Three runs, as users make them: a first model; a newer model that is unsure of the genre and
@@ -52,13 +54,17 @@ RUNS = [
     ),
 ]
 #: Besides :data:`FORMATS`: a FLAC with a PADDING block and an m4a with a ``free`` atom after
-#: its tags, as ffmpeg writes them, and a WAV that already has an ID3 chunk.
-KINDS = (*FORMATS, "flac_padded", "m4a_padded", "wav_tagged")
+#: its tags, as ffmpeg writes them, a WAV that already has an ID3 chunk, and an AIFF.
+KINDS = (*FORMATS, "flac_padded", "m4a_padded", "wav_tagged", "aiff")
 
 
 def make(folder: Path, kind: str, seed: int) -> Path:
     if kind.endswith("_padded"):
         return add_padding(make_file(folder, kind.removesuffix("_padded"), seed, stem=kind))
+    if kind == "aiff":
+        path = folder / "aiff.aiff"
+        sf.write(path, tone(seed=seed), 44100, format="AIFF", subtype="PCM_16")
+        return path
     if kind == "wav_tagged":
         path = make_file(folder, "wav", seed, stem=kind)
         tags = open_tags(path)
