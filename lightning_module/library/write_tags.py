@@ -392,10 +392,16 @@ def write_command(
     progress: bool = True,
     out: IO[str] | None = None,
     err: IO[str] | None = None,
+    allow_demo_model: bool = False,
 ) -> int:
     """``scripts/write_tags.py`` without the argument parsing: predict (one model load) or
     read ``results``, plan, and with ``apply`` write; prints the changes and a summary.
-    Returns the exit status (0 ok, 1 some file failed, 2 nothing usable)."""
+    Returns the exit status (0 ok, 1 some file failed, 2 nothing usable or refused).
+
+    The model's notes (:func:`~lightning_module.inference.output.model_notes`) come first on
+    ``err``. A model trained only on the synthetic demo set would write tags that mean little
+    into the user's files, so ``apply`` refuses it (before anything is written) unless
+    ``allow_demo_model``."""
     import sys
 
     out = out or sys.stdout
@@ -403,10 +409,20 @@ def write_command(
     if results:
         items, total = predictions_from_results(results, target)
     else:
+        from lightning_module.inference.output import model_notes
         from lightning_module.inference.tagger import Tagger, find_checkpoint
 
         model_path = checkpoint or str(find_checkpoint())
         tagger = Tagger.from_file(model_path, device=device)
+        for note in model_notes(tagger.spec):
+            print(note, file=err)
+        if apply and tagger.spec.synthetic_only and not allow_demo_model:
+            print(
+                f"error: {model_path}: trained only on the synthetic demo set, so nothing was "
+                "written (a dry run shows its tags; --allow-demo-model writes them anyway)",
+                file=err,
+            )
+            return 2
         if options.model == "unknown":
             options = WriteOptions(**{**options.__dict__, "model": model_identity(model_path)})
         files = library_files(target)

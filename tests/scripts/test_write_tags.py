@@ -58,7 +58,7 @@ def test_model_dry_run_apply_idempotent_undo(
     assert all((file_digest(p), p.stat().st_mtime_ns) == state[p] for p in files)
     assert not journal.exists()
 
-    assert main([str(tmp_path / "music"), *common, "--apply"]) == 0
+    assert main([str(tmp_path / "music"), *common, "--apply", "--allow-demo-model"]) == 0
     out, err = capsys.readouterr()
     assert "changed 3 file(s)" in err and "--undo" in err
     for p in files:
@@ -66,7 +66,8 @@ def test_model_dry_run_apply_idempotent_undo(
         assert own(p, "genre") and own(p, "mood")
         assert p.stat().st_mtime_ns == state[p][1]
 
-    assert main([str(tmp_path / "music"), *common, "--apply"]) == 0  # a second run: nothing
+    # a second run: nothing
+    assert main([str(tmp_path / "music"), *common, "--apply", "--allow-demo-model"]) == 0
     out, err = capsys.readouterr()
     assert "changed 0 file(s)" in err and "unchanged 3" in err
 
@@ -74,6 +75,42 @@ def test_model_dry_run_apply_idempotent_undo(
     out, err = capsys.readouterr()
     assert "restored 3 file(s)" in err
     assert all(mutagen_view(p) == views[p] for p in files)
+
+
+def test_demo_model_is_named_and_apply_refuses_it(
+    trained_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    """The test model learned from the synthetic demo set only: every run says so, and --apply
+    writes nothing with it (one-line error, exit 2) unless --allow-demo-model."""
+    files = make_folder(tmp_path / "music", 2)
+    state = {p: file_digest(p) for p in files}
+    journal = tmp_path / "journal.jsonl"
+    common = [str(tmp_path / "music"), "--checkpoint", str(trained_checkpoint), "--no-progress"]
+    common += ["--journal", str(journal), "--min-probability", "0"]
+    note = "note: this model was trained only on the synthetic demo set"
+
+    assert main(common) == 0  # a dry run shows what it would write, and the note
+    out, err = capsys.readouterr()
+    assert note in err and out.count("would change:") == 2
+
+    assert main([*common, "--apply"]) == 2
+    out, err = capsys.readouterr()
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(trained_checkpoint) in errors[0], err
+    assert "--allow-demo-model" in errors[0] and note in err and not out
+    assert all(file_digest(p) == d for p, d in state.items()) and not journal.exists()
+
+    assert main([*common, "--apply", "--allow-demo-model"]) == 0
+    out, err = capsys.readouterr()
+    assert note in err and "changed 2 file(s)" in err
+
+
+def test_help_names_the_shipped_model_as_default(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "default: the shipped model (lightning_module/shipped/)" in help_text
+    assert "best*.ckpt" not in help_text
 
 
 def test_from_results_jsonl_and_csv(trained_checkpoint: Path, tmp_path: Path, capsys) -> None:
