@@ -39,7 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("target", nargs="?", help="an audio file or a folder of them")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", help="model (default: newest best*.ckpt in checkpoints/)")
+    source.add_argument(
+        "--checkpoint", help="model (default: the shipped model (lightning_module/shipped/))"
+    )
     source.add_argument(
         "--from-results",
         metavar="FILE",
@@ -57,6 +59,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="write genre/mood only this sure or surer (default: %(default)s)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace genre/mood/BPM you set")
+    parser.add_argument(
+        "--allow-demo-model",
+        action="store_true",
+        help="let --apply write the tags of a model trained only on the synthetic demo set",
+    )
     parser.add_argument("--touch", action="store_true", help="let the files' mtime change")
     parser.add_argument(
         "--verify",
@@ -106,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             args.journal,
             device=args.device,
             progress=progress,
+            allow_demo_model=args.allow_demo_model,
         )
     except (OSError, ValueError) as err:  # AudioError, ModelError, malformed results/journal
         print(f"error: {err}", file=sys.stderr)

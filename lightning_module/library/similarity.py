@@ -33,8 +33,9 @@ from typing import IO, Any
 import numpy as np
 
 from datamodules.audio import AudioError
-from datamodules.io import atomic_open, atomic_path, write_text_atomic
+from datamodules.io import atomic_open, atomic_path
 from lightning_module.console import write_line
+from lightning_module.library.playlist import encoding_note, write_m3u  # noqa: F401
 
 #: What the index file says it is, and its layout version.
 INDEX_FORMAT = "audiotagger-library-index"
@@ -447,22 +448,6 @@ def format_neighbours(song: str | os.PathLike, neighbours: Sequence[Neighbour]) 
     return "\n".join(lines)
 
 
-def write_m3u(path: str | os.PathLike, neighbours: Sequence[Neighbour]) -> Path:
-    """An extended M3U playlist of the neighbours (paths relative to the playlist's folder when
-    they are below it, else absolute), written atomically."""
-    path = Path(path)
-    folder = path.resolve().parent
-    lines = ["#EXTM3U"]
-    for n in neighbours:
-        song = Path(n.entry.path)
-        try:
-            shown = str(song.relative_to(folder))
-        except ValueError:
-            shown = str(song)
-        lines += [f"#EXTINF:-1,{song.stem}", shown]
-    return write_text_atomic(path, "\n".join(lines) + "\n")
-
-
 def print_stats(
     stats: IndexStats, index_path: str | os.PathLike, out: IO[str] = sys.stderr
 ) -> None:
@@ -474,13 +459,17 @@ def print_stats(
 
 # -- the commands ------------------------------------------------------------------------------
 def model_info(model_path: str | os.PathLike, tagger: Any) -> dict[str, Any]:
-    """What an index records about its model: identity (name + hash), path, embedding size."""
+    """What an index records about its model: identity (name + hash), path, embedding size,
+    and the notes a user should read about it (``model_notes``: e.g. trained only on the
+    synthetic demo set), so a query that loads no model can still say them."""
+    from lightning_module.inference.output import model_notes
     from lightning_module.library.write_tags import model_identity
 
     return {
         "name": model_identity(model_path),
         "path": str(Path(model_path).resolve()),
         "embed_dim": int(tagger.spec.embed_dim),
+        "notes": model_notes(tagger.spec),
     }
 
 
@@ -498,7 +487,10 @@ def index_command(
     err = err or sys.stderr
     model_path = checkpoint or str(find_checkpoint())
     tagger = Tagger.from_file(model_path, device=device)
-    _, stats = update_index(tagger, folder, out, model_info(model_path, tagger), progress, err)
+    info = model_info(model_path, tagger)
+    for note in info["notes"]:
+        print(note, file=err)
+    _, stats = update_index(tagger, folder, out, info, progress, err)
     print_stats(stats, out, err)
     return 0 if not stats.failed or stats.embedded or stats.kept else 2
 
@@ -513,9 +505,14 @@ def query_command(
     device: str = "cpu",
     out: IO[str] | None = None,
     err: IO[str] | None = None,
+    seed: bool = True,
 ) -> int:
     """``similar.py query`` without the argument parsing: the nearest songs of each song; a
-    song not in the index is embedded with the index's model (or ``checkpoint``)."""
+    song not in the index is embedded with the index's model (or ``checkpoint``).
+
+    ``m3u``: also write a playlist (:mod:`.playlist`): each song given (unless not ``seed``)
+    followed by its neighbours, no song twice. The notes about the index's model come first
+    on ``err``."""
     out = out or sys.stdout
     err = err or sys.stderr
     index = LibraryIndex.load(index_path)
@@ -533,13 +530,36 @@ def query_command(
             raise LibraryIndexError(
                 f"{model_path}: not the model the index was made with ({index.model.get('name')})"
             )
+    for note in _index_notes(index, tagger):
+        print(note, file=err)
     searcher_note = Searcher(index, index_path, method).method
-    playlist: list[Neighbour] = []
+    playlist: dict[str, None] = {}  # ordered, no song twice
     for song in songs:
         neighbours = query_song(index, song, k, index_path, tagger, method)
         print(format_neighbours(song, neighbours), file=out)
-        playlist += [n for n in neighbours if n.entry.path not in {p.entry.path for p in playlist}]
+        if seed:
+            playlist.setdefault(os.path.realpath(song))
+        for n in neighbours:
+            playlist.setdefault(n.entry.path)
     print(f"{len(index)} song(s) in the index; search: {searcher_note}", file=err)
     if m3u:
-        print(f"wrote {write_m3u(m3u, playlist)}", file=err)
+        note = encoding_note(m3u)
+        print(f"wrote {write_m3u(m3u, playlist)}" + (f"\n{note}" if note else ""), file=err)
     return 0
+
+
+def _index_notes(index: LibraryIndex, tagger: Any) -> list[str]:
+    """The notes about the model of an index: from the loaded model, else as the index
+    recorded them, else (an index made before notes were recorded) from its model file."""
+    from lightning_module.inference.output import model_notes
+
+    if tagger is not None:
+        return model_notes(tagger.spec)
+    if "notes" in index.model:
+        return [str(n) for n in index.model["notes"]]
+    path = index.model.get("path")
+    if path and Path(path).is_file():
+        from lightning_module.inference.tagger import Tagger
+
+        return model_notes(Tagger.from_file(path).spec)
+    return []

@@ -36,7 +36,7 @@ import base64
 import enum
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -301,19 +301,37 @@ class TagFile:
         for offset, text in enumerate(value["values"]):
             list.insert(tags, at + offset, (key, text))
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the tags in memory to ``path`` (a copy of the loaded file)."""
+    def save(
+        self, path: str | os.PathLike, padding: Callable[[mutagen.PaddingInfo], int] | None = None
+    ) -> None:
+        """Write the tags in memory to ``path`` (a copy of the loaded file). ``padding``: a
+        mutagen padding function (bytes of padding to leave; None: mutagen's default)."""
         try:
             if isinstance(self.audio, MP3):
                 # v1=1: an existing ID3v1 tag is refreshed from the v2 tag (mutagen's default; a
                 # file without one does not get one); the v2 tag keeps its own version.
-                self.audio.tags.save(str(path), v1=1, v2_version=self.id3_version)
+                self.audio.tags.save(str(path), v1=1, v2_version=self.id3_version, padding=padding)
             elif self.family == "id3":  # the ID3 chunk of a WAVE / AIFF file
-                self.audio.tags.save(str(path), v2_version=self.id3_version)
+                self.audio.tags.save(str(path), v2_version=self.id3_version, padding=padding)
             else:
-                self.audio.save(str(path))
+                self.audio.save(str(path), padding=padding)
         except Exception as err:  # mutagen.MutagenError, OSError, struct errors
             raise TagError(f"cannot write tags ({_one_line(err)})") from err
+
+    def remove_container(self, path: str | os.PathLike) -> None:
+        """Remove the (empty) tag container from ``path``: the ID3v2 tag of an MP3, the ID3
+        chunk of a WAVE or AIFF file. Undo does this where the original had none, so the file
+        comes back byte-identical. Vorbis comments are part of the stream and an MP4 keeps its
+        ``udta`` box: they have no container to remove (:class:`TagError`)."""
+        if self.family != "id3":
+            raise TagError(f"a {self.label} file has no tag container to remove")
+        try:
+            if isinstance(self.audio, MP3):
+                mutagen.id3.delete(str(path), delete_v1=False, delete_v2=True)
+            else:
+                type(self.audio)(str(path)).delete()
+        except Exception as err:  # mutagen.MutagenError, OSError
+            raise TagError(f"cannot remove the tag ({_one_line(err)})") from err
 
     # -- whole tag -------------------------------------------------------------------------
     def snapshot(self) -> dict[str, str]:

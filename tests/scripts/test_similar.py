@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from datamodules.synthetic import render_clip
@@ -20,17 +21,31 @@ def test_index_then_query(trained_checkpoint: Path, tmp_path: Path, capsys) -> N
         sf.write(music / f"{genre}.flac", x, 22050)
     index = tmp_path / "library.index"
     args = ["index", str(music), "--out", str(index), "--checkpoint", str(trained_checkpoint)]
+    demo = "note: this model was trained only on the synthetic demo set"
     assert main([*args, "--no-progress"]) == 0
-    assert "embedded 3 file(s), kept 0" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "embedded 3 file(s), kept 0" in err and demo in err
     assert main([*args, "--no-progress"]) == 0
     assert "embedded 0 file(s), kept 3" in capsys.readouterr().err
 
-    m3u = tmp_path / "like_rock.m3u"
-    assert main(["query", str(music / "rock.flac"), "--index", str(index), "--k", "2",
-                 "--m3u", str(m3u)]) == 0  # fmt: skip
-    out = capsys.readouterr().out
+    query = ["query", str(music / "rock.flac"), "--index", str(index), "--k", "2"]
+    assert main([*query, "--m3u", str(tmp_path / "like_rock")]) == 0  # no suffix: .m3u8
+    out, err = capsys.readouterr()
     assert out.startswith(f"songs like {music / 'rock.flac'}:") and out.count(str(music)) == 3
-    assert m3u.read_text().startswith("#EXTM3U\n") and len(m3u.read_text().splitlines()) == 5
+    assert demo in err  # answered from the index, no model loaded: the index recorded it
+    lines = (tmp_path / "like_rock.m3u8").read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "#EXTM3U" and len(lines) == 7  # the seed song first, then two more
+    assert lines[1:3] == ["#EXTINF:3,rock", "music/rock.flac"]  # 3.0 s, no tags: its name
+    assert all(line.startswith("#EXTINF:3,") for line in lines[3::2])
+
+    assert main([*query, "--m3u", str(tmp_path / "like.m3u"), "--no-seed"]) == 0
+    err = capsys.readouterr().err
+    assert "written as UTF-8" in err
+    lines = (tmp_path / "like.m3u").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 5 and "music/rock.flac" not in lines
+    with pytest.raises(SystemExit):
+        main([*query, "--m3u", str(tmp_path / "like.pls")])
+    assert "--m3u" in capsys.readouterr().err and not (tmp_path / "like.pls").exists()
 
     outside = tmp_path / "elsewhere.flac"  # not in the index: embedded with the index's model
     shutil.copy(music / "jazz.flac", outside)
@@ -39,3 +54,11 @@ def test_index_then_query(trained_checkpoint: Path, tmp_path: Path, capsys) -> N
 
     assert main(["query", str(outside), "--index", str(tmp_path / "none.index")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_help_names_the_shipped_model_as_default(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["index", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "default: the shipped model (lightning_module/shipped/)" in help_text
+    assert "best*.ckpt" not in help_text

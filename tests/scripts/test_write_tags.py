@@ -3,6 +3,7 @@ results file, undo, read-only files, and SIGKILL at random moments of --apply (a
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -21,6 +22,7 @@ from scripts.predict_clip import main as predict_main
 from scripts.write_tags import main
 from tests.conftest import REPO_ROOT
 from tests.lightning_module.library.formats import (
+    UNDO_GROWTH,
     file_digest,
     make_file,
     mutagen_view,
@@ -56,7 +58,7 @@ def test_model_dry_run_apply_idempotent_undo(
     assert all((file_digest(p), p.stat().st_mtime_ns) == state[p] for p in files)
     assert not journal.exists()
 
-    assert main([str(tmp_path / "music"), *common, "--apply"]) == 0
+    assert main([str(tmp_path / "music"), *common, "--apply", "--allow-demo-model"]) == 0
     out, err = capsys.readouterr()
     assert "changed 3 file(s)" in err and "--undo" in err
     for p in files:
@@ -64,7 +66,8 @@ def test_model_dry_run_apply_idempotent_undo(
         assert own(p, "genre") and own(p, "mood")
         assert p.stat().st_mtime_ns == state[p][1]
 
-    assert main([str(tmp_path / "music"), *common, "--apply"]) == 0  # a second run: nothing
+    # a second run: nothing
+    assert main([str(tmp_path / "music"), *common, "--apply", "--allow-demo-model"]) == 0
     out, err = capsys.readouterr()
     assert "changed 0 file(s)" in err and "unchanged 3" in err
 
@@ -72,6 +75,42 @@ def test_model_dry_run_apply_idempotent_undo(
     out, err = capsys.readouterr()
     assert "restored 3 file(s)" in err
     assert all(mutagen_view(p) == views[p] for p in files)
+
+
+def test_demo_model_is_named_and_apply_refuses_it(
+    trained_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    """The test model learned from the synthetic demo set only: every run says so, and --apply
+    writes nothing with it (one-line error, exit 2) unless --allow-demo-model."""
+    files = make_folder(tmp_path / "music", 2)
+    state = {p: file_digest(p) for p in files}
+    journal = tmp_path / "journal.jsonl"
+    common = [str(tmp_path / "music"), "--checkpoint", str(trained_checkpoint), "--no-progress"]
+    common += ["--journal", str(journal), "--min-probability", "0"]
+    note = "note: this model was trained only on the synthetic demo set"
+
+    assert main(common) == 0  # a dry run shows what it would write, and the note
+    out, err = capsys.readouterr()
+    assert note in err and out.count("would change:") == 2
+
+    assert main([*common, "--apply"]) == 2
+    out, err = capsys.readouterr()
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(trained_checkpoint) in errors[0], err
+    assert "--allow-demo-model" in errors[0] and note in err and not out
+    assert all(file_digest(p) == d for p, d in state.items()) and not journal.exists()
+
+    assert main([*common, "--apply", "--allow-demo-model"]) == 0
+    out, err = capsys.readouterr()
+    assert note in err and "changed 2 file(s)" in err
+
+
+def test_help_names_the_shipped_model_as_default(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "default: the shipped model (lightning_module/shipped/)" in help_text
+    assert "best*.ckpt" not in help_text
 
 
 def test_from_results_jsonl_and_csv(trained_checkpoint: Path, tmp_path: Path, capsys) -> None:
@@ -180,3 +219,66 @@ def test_sigkill_during_apply_never_tears_a_file(tmp_path: Path) -> None:
         assert main(["--undo", str(journal), "--no-progress", "--verify", "packets"]) == 0
         assert all(mutagen_view(p) == views[p.name] for p in files)
     assert any(0 < n < 40 for n in outcomes), f"no kill landed mid-run: {outcomes}"
+
+
+def _restored(path: Path, original: dict[str, tuple[bytes, list]]) -> bool:
+    """The tags are the original's byte for byte, and so is the file (but for the documented
+    empty padding block/atom of formats.UNDO_GROWTH)."""
+    data, view = original[path.name]
+    grown = UNDO_GROWTH.get(path.suffix[1:], 0)
+    if mutagen_view(path) != view:
+        return False
+    return path.read_bytes() == data if not grown else path.stat().st_size == len(data) + grown
+
+
+@pytest.mark.slow
+def test_sigkill_during_undo_leaves_files_tagged_or_restored_and_a_rerun_finishes(
+    tmp_path: Path,
+) -> None:
+    """Two runs over the same files (a second model, then --overwrite), then an undo killed
+    with SIGKILL at a random moment: each file is either as the runs left it or fully
+    restored, and undo run again restores the rest, byte-identical where the format allows."""
+    rng = random.Random(24)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO_ROOT)}
+    runs = [
+        ({"genre": [{"label": "rock", "probability": 0.9}], "mood": [],
+          "features": {"energy": 0.5, "tempo": 120.0}}, wt.WriteOptions(model="a")),
+        ({"genre": [{"label": "jazz", "probability": 0.9}], "mood": [],
+          "features": {"valence": 0.1}}, wt.WriteOptions(model="b", overwrite=True)),
+    ]  # fmt: skip
+    outcomes = []
+    for attempt in range(2):
+        work = tmp_path / f"run{attempt}"
+        files = make_folder(work / "music", 40)
+        original = {p.name: (p.read_bytes(), mutagen_view(p)) for p in files}
+        journal = work / "j.jsonl"
+        for prediction, options in runs:
+            with wt.Journal(journal) as j:
+                summary = wt.run_library([(str(p), prediction) for p in files], options, True, j,
+                                         io.StringIO(), progress=False)  # fmt: skip
+            assert summary.changed == 40 and not summary.failed
+        tagged = {p.name: p.read_bytes() for p in files}
+
+        command = [sys.executable, str(REPO_ROOT / "scripts" / "write_tags.py"), "--undo"]
+        command += [str(journal), "--no-progress", "--verify", "packets"]
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # the first file is restored: kill somewhere after it
+        assert line.startswith(b"changed:"), line
+        time.sleep(rng.uniform(0.0, 0.4))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+
+        states = {}
+        for p in files:
+            if p.read_bytes() == tagged[p.name]:
+                states[p.name] = "untouched"
+            else:
+                assert _restored(p, original), f"{p.name}: neither as tagged nor restored"
+                states[p.name] = "restored"
+        outcomes.append(sum(s == "restored" for s in states.values()))
+
+        assert main(["--undo", str(journal), "--no-progress", "--verify", "packets"]) == 0
+        assert all(_restored(p, original) for p in files)
+        assert not [p for p in (work / "music").iterdir() if p.name.startswith(".")]
+    assert any(0 < n < 40 for n in outcomes), f"no kill landed mid-undo: {outcomes}"

@@ -16,6 +16,11 @@ from mutagen.id3 import APIC, ID3, TCON, TIT2, TPE1, TYER
 #: a cover picture; v2.3 also a year).
 FORMATS = ("mp3", "mp3_v23", "mp3_v24", "flac", "ogg", "opus", "m4a", "wav")
 USER_GENRE = "Jazz"
+#: How many bytes a file made here (by :func:`make_file`) is longer after write + undo than
+#: before, where it cannot come back byte-identical (docs/tag_your_library.md, "Undo"):
+#: mutagen always writes a FLAC PADDING block and an MP4 ``free`` atom after the tags, empty at
+#: least, and these files had none. Every other kind comes back byte-identical.
+UNDO_GROWTH = {"flac": 4, "m4a": 8}
 
 
 def tone(seconds: float = 1.5, sr: int = 44100, freq: float = 440.0, seed: int = 0) -> np.ndarray:
@@ -115,3 +120,13 @@ def read_field(path: Path, name: str) -> list[str]:
 
 def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def add_padding(path: Path, size: int = 1024) -> Path:
+    """Give a file's tag ``size`` bytes of padding (a FLAC PADDING block, an MP4 ``free`` atom),
+    as ffmpeg and most taggers leave it: libsndfile and PyAV write none."""
+    audio = mutagen.File(path)
+    if audio.tags is None:
+        audio.add_tags()
+    audio.save(padding=lambda info: size)
+    return path

@@ -119,7 +119,7 @@ def test_query_from_the_index_and_from_a_new_file(
         sim.query_song(index, copy, k=2)
     near = sim.query_song(index, copy, k=2, tagger=tagger)
     assert near[0].entry.path == str(song.resolve()) and near[0].distance < 1e-4
-    m3u = sim.write_m3u(tmp_path / "like.m3u", near)
+    m3u = sim.write_m3u(tmp_path / "like.m3u8", [n.entry.path for n in near])
     lines = m3u.read_text().splitlines()
     assert lines[0] == "#EXTM3U" and lines[2] == "music/rock.wav"  # relative to the playlist
 
