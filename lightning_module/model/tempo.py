@@ -13,41 +13,7 @@ import torch
 from torch import nn
 
 from lightning_module.model.spec import TaggerSpec
-
-
-class TempoBins:
-    """``n`` bins log-spaced from ``low`` to ``high`` BPM.
-
-    Shapes: ``soft_targets``: (batch,) BPM → (batch, n) rows summing to 1; ``decode``:
-    (..., n) probabilities → (...,) BPM.
-    """
-
-    def __init__(self, n: int, low: float = 30.0, high: float = 300.0, sigma: float = 1.0) -> None:
-        if n < 2 or not 0 < low < high:
-            raise ValueError(f"tempo bins need n >= 2 and 0 < low < high, not {n}, {low}, {high}")
-        self.n, self.low, self.high, self.sigma = n, low, high, sigma
-        self._log_low = math.log(low)
-        self._step = (math.log(high) - self._log_low) / (n - 1)
-
-    def position(self, bpm: torch.Tensor) -> torch.Tensor:
-        """Fractional bin index of each BPM (clamped to the range)."""
-        log_bpm = bpm.clamp(self.low, self.high).log()
-        return (log_bpm - self._log_low) / self._step
-
-    def soft_targets(self, bpm: torch.Tensor) -> torch.Tensor:
-        centres = torch.arange(self.n, device=bpm.device, dtype=torch.float32)
-        distance = centres[None, :] - self.position(bpm.float())[:, None]
-        weights = torch.exp(-0.5 * (distance / self.sigma) ** 2)
-        return weights / weights.sum(-1, keepdim=True)
-
-    def decode(self, probs: torch.Tensor) -> torch.Tensor:
-        """BPM of the most probable bin, refined by the probability-weighted mean of its two
-        neighbours on the log axis (sub-bin precision, no mixing of distant octaves)."""
-        best = probs.argmax(-1, keepdim=True)
-        index = torch.cat([best - 1, best, best + 1], dim=-1).clamp(0, self.n - 1)
-        weight = probs.gather(-1, index)
-        position = (index.float() * weight).sum(-1) / weight.sum(-1).clamp(min=1e-12)
-        return torch.exp(self._log_low + position * self._step)
+from lightning_module.model.tempo_bins import TempoBins, tempo_bins
 
 
 class TempoTarget:
@@ -70,11 +36,6 @@ def tempo_branch(spec: TaggerSpec) -> TempoBranch | None:
         return None
     frame_rate = spec.sample_rate / spec.hop_length
     return TempoBranch(spec.tempo_bins, frame_rate, spec.tempo_min, spec.tempo_max, spec.n_mels)
-
-
-def tempo_bins(spec: TaggerSpec) -> TempoBins | None:
-    """The tempo head's bins of a model (None: it has no tempo head)."""
-    return TempoBins(spec.tempo_bins, spec.tempo_min, spec.tempo_max) if spec.tempo_bins else None
 
 
 def tempo_target(spec: TaggerSpec) -> TempoTarget | None:

@@ -156,7 +156,7 @@ class SplitMetrics(nn.Module):
             bpm, rows = self.tempo.bpm(batch)
             if rows.any():
                 estimate = self.tempo.bins.decode(out["tempo"][rows].detach().float().softmax(-1))
-                acc1, acc2 = tempo_accuracy(estimate.cpu().numpy(), bpm[rows].cpu().numpy())
+                acc1, acc2 = tempo_accuracy(estimate, bpm[rows].cpu().numpy())
                 self.tempo_acc["acc1"].update(torch.from_numpy(acc1).float())
                 self.tempo_acc["acc2"].update(torch.from_numpy(acc2).float())
         if losses is not None and self.losses:
