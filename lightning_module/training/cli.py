@@ -19,6 +19,7 @@ from pytorch_lightning.callbacks import (
     TQDMProgressBar,
 )
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.utilities import rank_zero_info
 
 from datamodules.loading.datamodule import MusicDataModule
 from datamodules.schema import TASK_FIELDS
@@ -26,6 +27,7 @@ from lightning_module.inference.tagger import CheckpointError
 from lightning_module.model.backbones.registry import dictated_changes
 from lightning_module.training.callbacks import TensorBoardStory
 from lightning_module.training.module import MusicTagger
+from lightning_module.training.warm_start import DATA_FIELDS, load_source, source_settings
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +92,19 @@ class TaggerCLI(LightningCLI):
             parser.link_arguments(f"data.{name}", f"model.{name}", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
-        """Write what the chosen backbone dictates (musicnn: its input) into the config, so the
-        config LightningCLI saves agrees with the checkpoint's hyperparameters."""
+        """Write what the checkpoint to fine-tune (``--model.init_from``: its architecture, sample
+        rate and window, into the data module too) and the chosen backbone (musicnn: its input)
+        dictate into the config, so the config LightningCLI saves agrees with the checkpoint's
+        hyperparameters and a fine-tuning config needs none of them."""
         model = self.config.model
+        if model.init_from:
+            settings = source_settings(load_source(model.init_from).spec)
+            for key, value in settings.items():
+                if key in DATA_FIELDS:
+                    setattr(self.config.data, key, value)
+                if model.get(key) != value:
+                    rank_zero_info(f"init_from {model.init_from}: model.{key}={value}")
+                setattr(model, key, value)
         changed = dictated_changes(model.backbone, model.as_dict())
         for key, value in changed.items():
             if key == "sample_rate":

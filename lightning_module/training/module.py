@@ -21,6 +21,7 @@ from lightning_module.model.spec import FORMAT_VERSION, TaggerSpec
 from lightning_module.model.tempo import tempo_target
 from lightning_module.training.metrics import SplitMetrics
 from lightning_module.training.optim import adamw_warmup_cosine
+from lightning_module.training.warm_start import copy_weights, warm_start_settings
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,9 @@ class MusicTagger(pl.LightningModule):
             writes those settings into the config; built directly, they are set here and logged).
         pretrained: weights for a backbone that has them (``musicnn``: made by
             ``scripts/convert_musicnn.py``); the tag head starts from the teacher's taggram.
+        init_from: a checkpoint to fine-tune (``shipped``: the shipped model): it dictates the
+            architecture; its front-end, backbone, tempo branch and every head whose labels equal
+            this run's are copied, the other heads start fresh (``training/warm_start.py``).
         freeze: ``none``; ``frontend``: the backbone's front-end gets no gradients and keeps its
             BatchNorm statistics (fine-tuning on little data; ~3.5x cheaper per musicnn step);
             ``backbone``: the whole backbone, only the heads learn (a linear probe).
@@ -97,6 +101,7 @@ class MusicTagger(pl.LightningModule):
         n_masks: int = 2,
         backbone: str = "resnet",
         pretrained: str | None = None,
+        init_from: str | None = None,
         freeze: Literal["none", "frontend", "backbone"] = "none",
         width: int = 32,
         blocks: list[int] | None = None,
@@ -118,15 +123,21 @@ class MusicTagger(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        entry = get_backbone(backbone)
+        source, inherited = (
+            warm_start_settings(init_from, self.hparams) if init_from else (None, {})
+        )
+        hp = {**self.hparams, **inherited}
+        entry = get_backbone(hp["backbone"])
         if pretrained and entry.init_pretrained is None:
             raise ValueError(f"--model.pretrained needs --model.backbone musicnn, not {backbone!r}")
-        changed = dictated_changes(backbone, self.hparams, log)
+        changed = dictated_changes(hp["backbone"], hp, log)
         # Complete, plain, versioned values: the checkpoint alone rebuilds the model.
-        spec = TaggerSpec.from_hparams({**self.hparams, **changed})
+        spec = TaggerSpec.from_hparams({**hp, **changed})
         self.hparams.update({**changed, **spec.to_hparams(), "format_version": FORMAT_VERSION})
         self.spec = spec
         self.net = build_network(spec)
+        if source is not None:
+            copy_weights(source, self.net, spec)
         # A compiled *function*, not a compiled module: checkpoints keep their plain ``net.*`` keys.
         self._compiled_net = torch.compile(self.net.forward) if compile else None
         if pretrained:
