@@ -11,18 +11,13 @@ from typing import Any
 
 import torch
 
-from lightning_module.inference.device import DeviceError
-from lightning_module.inference.runners import OnnxModelError
+from lightning_module.inference.errors import CheckpointError, ModelError  # noqa: F401
+from lightning_module.inference.shipped import (  # noqa: F401 (re-exported)
+    SHIPPED_CHECKPOINT,
+    find_checkpoint,
+)
 from lightning_module.model.network import TaggerNet, build_network
 from lightning_module.model.spec import TaggerSpec
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message is one line naming the file."""
-
-
-#: Errors that mean "this model cannot be used here" (a checkpoint, an ONNX export, the device).
-ModelError = (CheckpointError, OnnxModelError, DeviceError)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -75,23 +70,3 @@ def load_network(path: str | os.PathLike) -> tuple[TaggerNet, TaggerSpec]:
             f"{str(err).splitlines()[0]})"
         ) from err
     return net.eval(), spec
-
-
-#: Where ``make refit`` puts the shipped model (the recipe chosen on val, refitted on every
-#: labelled clip), relative to the checkpoints folder: what every tool uses when given no model.
-SHIPPED_CHECKPOINT = "refit/tagger.ckpt"
-
-
-def find_checkpoint(folder: str | os.PathLike = "checkpoints") -> Path:
-    """The shipped model ``folder/refit/tagger.ckpt`` when it exists, else the newest
-    ``best*.ckpt`` in ``folder`` (else the newest ``*.ckpt``)."""
-    folder = Path(folder)
-    if (folder / SHIPPED_CHECKPOINT).is_file():
-        return folder / SHIPPED_CHECKPOINT
-    for pattern in ("best*.ckpt", "*.ckpt"):
-        found = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime)
-        if found:
-            return found[-1]
-    raise CheckpointError(
-        f"{folder}: no checkpoint found; train one with `make train` or pass --checkpoint"
-    )

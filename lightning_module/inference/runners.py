@@ -1,11 +1,12 @@
 """Runners: what turns a batch of windows into raw head outputs, for :class:`inference.Tagger`.
 
 The windowing, batching and aggregation in ``inference`` are the same whichever runner does the
-arithmetic: PyTorch (:class:`TorchRunner`, from a checkpoint) or onnxruntime (:class:`OnnxRunner`,
-from ``scripts/export_onnx.py``'s file). A runner takes (batch, samples) float32 audio at the
-model's sample rate and returns ``{"genre", "mood", "features", "tags", "genre_tags", "tempo",
-"embedding"}`` (the heads the model has) as float32 CPU tensors: logits and standardised
-features, exactly what :class:`TaggerNet` returns.
+arithmetic: onnxruntime (:class:`OnnxRunner`, from ``scripts/export_onnx.py``'s file or the
+shipped model; no torch) or PyTorch (:class:`TorchRunner` in ``inference.torch_runner``, from a
+checkpoint; imported only when asked for). A runner takes (batch, samples) float32 numpy audio at
+the model's sample rate and returns ``{"genre", "mood", "features", "tags", "genre_tags",
+"tempo", "embedding"}`` (the heads the model has) as float32 numpy arrays: logits and
+standardised features, exactly what :class:`TaggerNet` returns.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
-import torch
+import numpy as np
 
-from lightning_module.inference.device import resolve_device
-from lightning_module.model.network import TaggerNet
+from lightning_module.inference.device import parse_device
+from lightning_module.inference.errors import OnnxModelError
+
+__all__ = ["INPUT_NAME", "ONNX_HPARAMS_KEY", "OUTPUT_NAMES", "OnnxModelError", "OnnxRunner"]
 
 #: Key of the ONNX metadata entry holding the checkpoint's hyperparameters as JSON.
 ONNX_HPARAMS_KEY = "audiotagger.hparams"
@@ -28,26 +31,18 @@ INPUT_NAME = "waveform"
 
 
 class Runner(Protocol):
-    """(batch, samples) float32 waveforms → dict of (batch, n) float32 CPU tensors."""
+    """(batch, samples) float32 waveforms → dict of (batch, n) float32 numpy arrays."""
 
-    def __call__(self, windows: torch.Tensor) -> dict[str, torch.Tensor]: ...
-
-
-class TorchRunner:
-    """Runs a :class:`TaggerNet` in eval mode, without autograd, on ``device``."""
-
-    def __init__(self, net: TaggerNet, device: str | torch.device = "cpu") -> None:
-        self.device = resolve_device(device)
-        self.net = net.to(self.device).eval()
-
-    @torch.inference_mode()
-    def __call__(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = self.net(windows.to(self.device))
-        return {k: v.float().cpu() for k, v in out.items()}
+    def __call__(self, windows: np.ndarray) -> dict[str, np.ndarray]: ...
 
 
-class OnnxModelError(ValueError):
-    """An ONNX file that cannot be used; the message is one line naming the file."""
+def __getattr__(name: str) -> Any:
+    # TorchRunner lives beside, so that importing this module never imports torch.
+    if name == "TorchRunner":
+        from lightning_module.inference.torch_runner import TorchRunner
+
+        return TorchRunner
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class OnnxRunner:
@@ -62,10 +57,10 @@ class OnnxRunner:
     def __init__(
         self,
         path: str | os.PathLike,
-        device: str | torch.device = "cpu",
+        device: Any = "cpu",
         threads: int | None = None,
     ) -> None:
-        import onnxruntime as ort  # optional dependency (the ``onnx`` extra)
+        import onnxruntime as ort  # a core dependency, imported when a model is opened
 
         path = Path(path)
         if not path.is_file():
@@ -73,14 +68,14 @@ class OnnxRunner:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        device = resolve_device(device, check_cuda=False)  # onnxruntime-gpu brings its own CUDA
-        providers = ["CPUExecutionProvider"]
-        if device.type == "cuda":
+        kind, index = parse_device(device)  # onnxruntime-gpu brings its own CUDA
+        providers: list[Any] = ["CPUExecutionProvider"]
+        if kind == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise OnnxModelError(
                     f"{path}: device {device} needs onnxruntime-gpu (CUDAExecutionProvider)"
                 )
-            providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": index or 0}))
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as err:  # onnxruntime raises its own Fail/InvalidProtobuf/... errors
@@ -95,10 +90,16 @@ class OnnxRunner:
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
 
-    def __call__(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
-        feed = {self.input_name: windows.detach().float().cpu().contiguous().numpy()}
+    def __call__(self, windows: Any) -> dict[str, np.ndarray]:
+        feed = {self.input_name: np.ascontiguousarray(_numpy(windows), dtype=np.float32)}
         outputs = self.session.run(self.output_names, feed)
-        return {
-            name: torch.from_numpy(value)
-            for name, value in zip(self.output_names, outputs, strict=True)
-        }
+        return dict(zip(self.output_names, outputs, strict=True))
+
+
+def _numpy(array: Any) -> np.ndarray:
+    """A numpy view of ``array`` (a CPU tensor is accepted, for callers that still hold one)."""
+    if isinstance(array, np.ndarray):
+        return array
+    if hasattr(array, "detach"):
+        return array.detach().float().cpu().numpy()
+    return np.asarray(array)

@@ -15,10 +15,13 @@ Torch-free: this module only finds files. A missing file is a one-line :class:`S
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from lightning_module.inference.errors import CheckpointError
 
 #: The package whose data folder holds the shipped model.
 SHIPPED_PACKAGE = "lightning_module.shipped"
@@ -98,3 +101,23 @@ def shipped_info() -> ShippedInfo:
         )
     except (ValueError, KeyError, TypeError) as err:
         raise ShippedModelError(f"{path}: not a readable model.json ({err})") from err
+
+
+#: Where ``make refit`` puts the shipped model (the recipe chosen on val, refitted on every
+#: labelled clip), relative to the checkpoints folder: what every tool uses when given no model.
+SHIPPED_CHECKPOINT = "refit/tagger.ckpt"
+
+
+def find_checkpoint(folder: str | os.PathLike = "checkpoints") -> Path:
+    """The shipped model ``folder/refit/tagger.ckpt`` when it exists, else the newest
+    ``best*.ckpt`` in ``folder`` (else the newest ``*.ckpt``)."""
+    folder = Path(folder)
+    if (folder / SHIPPED_CHECKPOINT).is_file():
+        return folder / SHIPPED_CHECKPOINT
+    for pattern in ("best*.ckpt", "*.ckpt"):
+        found = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime)
+        if found:
+            return found[-1]
+    raise CheckpointError(
+        f"{folder}: no checkpoint found; train one with `make train` or pass --checkpoint"
+    )

@@ -1,12 +1,11 @@
 """Tag audio with a trained model: the one implementation behind predict_clip and evaluate.
 
-Loads the checkpoint without executing pickled code (``torch.load(weights_only=True)``), rebuilds
-the pure ``nn.Module`` from the saved hyperparameters (or opens an exported ``.onnx`` file: see
-``runners``), splits long audio into overlapping windows, runs them in batches and averages. A
-folder of files shares batches across files while the next files decode in threads; a timeline
-keeps one prediction per window. Imports neither Lightning, TensorBoard nor pandas, so a cold
-start costs little more than importing torch. Formatting and writing results live in ``output``,
-plots in ``lightning_module.plots``, fetching Spotify previews in
+Opens a model through a runner (onnxruntime for ``.onnx`` files and the shipped model; PyTorch
+for checkpoints, loaded without executing pickled code), splits long audio into overlapping
+windows, runs them in batches and averages. A folder of files shares batches across files while
+the next files decode in threads; a timeline keeps one prediction per window. Everything here is
+numpy: with an ONNX model, tagging imports neither torch nor Lightning. Formatting and writing
+results live in ``output``, plots in ``lightning_module.plots``, fetching Spotify previews in
 ``datamodules.sources.spotify_preview``.
 """
 
@@ -22,8 +21,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from datamodules.audio import (
     SILENCE_RMS,
@@ -37,18 +34,25 @@ from datamodules.audio import (
     window_weights,
 )
 from datamodules.schema import FEATURE_RANGES, spread_evenly
-from lightning_module.inference.checkpoint import (  # noqa: F401 (re-exported: the public API)
+from lightning_module.inference.errors import (  # noqa: F401 (re-exported: the public API)
     CheckpointError,
     ModelError,
-    find_checkpoint,
-    load_checkpoint,
-    load_network,
 )
-from lightning_module.inference.device import resolve_device
-from lightning_module.inference.runners import OnnxRunner, Runner, TorchRunner
-from lightning_module.model.network import TaggerNet
+from lightning_module.inference.runners import OnnxRunner, Runner
+from lightning_module.inference.shipped import find_checkpoint  # noqa: F401 (re-exported)
 from lightning_module.model.spec import TaggerSpec
-from lightning_module.model.tempo import tempo_bins
+from lightning_module.model.tempo_bins import tempo_bins
+
+
+def __getattr__(name: str) -> Any:
+    # Checkpoint loading needs torch: imported only when asked for, so that tagging with the
+    # ONNX model never loads it.
+    if name in ("load_checkpoint", "load_network"):
+        from lightning_module.inference import checkpoint
+
+        return getattr(checkpoint, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Shortest audio we tag, in seconds; shorter clips carry too little music to say anything.
 MIN_SECONDS = 1.0
@@ -96,8 +100,9 @@ class Tagger:
     """A trained model ready to tag audio.
 
     Args:
-        model: the network (run with PyTorch on ``device``), or any :class:`Runner` (e.g. an
-            :class:`OnnxRunner`): windowing, batching and aggregation are the same for all.
+        model: any :class:`Runner` (an :class:`OnnxRunner`; a ``TorchRunner``), or a
+            ``TaggerNet`` (wrapped in a ``TorchRunner`` on ``device``): windowing, batching and
+            aggregation are the same for all, in numpy.
         spec: what the model is (labels, feature statistics, input); a checkpoint's saved
             hyperparameters are accepted too and read as a spec.
         device: where a network runs (ignored for a runner).
@@ -110,17 +115,19 @@ class Tagger:
 
     def __init__(
         self,
-        model: TaggerNet | Runner,
+        model: Runner | Any,
         spec: TaggerSpec | Mapping[str, Any],
-        device: str | torch.device = "cpu",
+        device: Any = "cpu",
         batch_size: int = 16,
         overlap: float = 0.5,
         max_windows: int | None = 64,
     ) -> None:
-        self.device = resolve_device(device, check_cuda=isinstance(model, nn.Module))
-        self.runner: Runner = (
-            TorchRunner(model, self.device) if isinstance(model, nn.Module) else model
-        )
+        if hasattr(model, "state_dict"):  # a network: PyTorch runs it
+            from lightning_module.inference.torch_runner import TorchRunner
+
+            model = TorchRunner(model, device)
+        self.runner: Runner = model
+        self.device = getattr(model, "device", device)
         self.net = getattr(self.runner, "net", None)  # the nn.Module, when PyTorch runs it
         self.spec = spec if isinstance(spec, TaggerSpec) else TaggerSpec.from_hparams(spec)
         self.batch_size = batch_size
@@ -132,34 +139,30 @@ class Tagger:
         self._trained = set(self.spec.trained_features)
         self._basis = {k: self.spec.feature_basis(k) for k in self.spec.feature_names}
         self._tempo_bins = tempo_bins(self.spec)
-        self._mean = torch.tensor(self.spec.feature_mean, dtype=torch.float32)
-        self._std = torch.tensor(self.spec.feature_std, dtype=torch.float32)
+        self._mean = np.array(self.spec.feature_mean, dtype=np.float32)
+        self._std = np.array(self.spec.feature_std, dtype=np.float32)
         # A regression head can overshoot; report values inside each feature's valid range.
         inf = float("inf")
         ranges = [FEATURE_RANGES.get(n, (-inf, inf)) for n in self.spec.feature_names]
-        self._low = torch.tensor([r[0] for r in ranges], dtype=torch.float32)
-        self._high = torch.tensor([r[1] for r in ranges], dtype=torch.float32)
+        self._low = np.array([r[0] for r in ranges], dtype=np.float32)
+        self._high = np.array([r[1] for r in ranges], dtype=np.float32)
 
     @classmethod
-    def from_checkpoint(
-        cls, path: str | os.PathLike, device: str | torch.device = "cpu", **kwargs: Any
-    ) -> Tagger:
-        """A tagger running a Lightning checkpoint with PyTorch."""
+    def from_checkpoint(cls, path: str | os.PathLike, device: Any = "cpu", **kwargs: Any) -> Tagger:
+        """A tagger running a Lightning checkpoint with PyTorch (imports torch)."""
+        from lightning_module.inference.checkpoint import load_network
+
         net, spec = load_network(path)
         return cls(net, spec, device=device, **kwargs)
 
     @classmethod
-    def from_onnx(
-        cls, path: str | os.PathLike, device: str | torch.device = "cpu", **kwargs: Any
-    ) -> Tagger:
+    def from_onnx(cls, path: str | os.PathLike, device: Any = "cpu", **kwargs: Any) -> Tagger:
         """A tagger running a model exported by ``scripts/export_onnx.py`` with onnxruntime."""
         runner = OnnxRunner(path, device=device)
         return cls(runner, runner.hparams, device=device, **kwargs)
 
     @classmethod
-    def from_file(
-        cls, path: str | os.PathLike, device: str | torch.device = "cpu", **kwargs: Any
-    ) -> Tagger:
+    def from_file(cls, path: str | os.PathLike, device: Any = "cpu", **kwargs: Any) -> Tagger:
         """``from_onnx`` for ``*.onnx``, else ``from_checkpoint``."""
         loader = cls.from_onnx if str(path).lower().endswith(".onnx") else cls.from_checkpoint
         return loader(path, device=device, **kwargs)
@@ -170,42 +173,40 @@ class Tagger:
         evenly spread from the first to the last."""
         return _planned_starts(n_samples, self.window, self.hop, max_windows, self.min_tail)
 
-    def cut(self, wave: torch.Tensor, starts: Sequence[int]) -> torch.Tensor:
+    def cut(self, wave: np.ndarray, starts: Sequence[int]) -> np.ndarray:
         """(len(starts), window) windows of a (samples,) waveform; audio no longer than a window
         is used whole, unpadded (1, samples)."""
-        if wave.numel() <= self.window:
+        if wave.size <= self.window:
             return wave[None]
-        return torch.stack([wave[s : s + self.window] for s in starts])
+        return np.stack([wave[s : s + self.window] for s in starts])
 
     def windows(
-        self, wave: torch.Tensor, max_windows: int | None = None
-    ) -> tuple[list[int], torch.Tensor]:
+        self, wave: np.ndarray, max_windows: int | None = None
+    ) -> tuple[list[int], np.ndarray]:
         """Window starts (samples) and the (n_windows, window) windows of a (samples,) waveform."""
-        starts = self.starts(wave.numel(), max_windows)
+        wave = _numpy(wave)
+        starts = self.starts(wave.size, max_windows)
         return starts, self.cut(wave, starts)
 
-    def finish(self, raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def finish(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Raw runner outputs → probabilities (softmax / sigmoid) and natural-unit features,
         clipped to their valid range (``FEATURE_RANGES``)."""
         outputs = dict(raw)
-        for task in ("genre", "mood"):
+        # "tempo": bin probabilities, averaged over windows, then decoded
+        for task in ("genre", "mood", "tempo"):
             if task in outputs:
-                outputs[task] = outputs[task].softmax(-1)
-        if "tags" in outputs:
-            outputs["tags"] = outputs["tags"].sigmoid()
-        if "genre_tags" in outputs:
-            outputs["genre_tags"] = outputs["genre_tags"].sigmoid()
-        if "tempo" in outputs:  # bin probabilities: averaged over windows, then decoded
-            outputs["tempo"] = outputs["tempo"].softmax(-1)
+                outputs[task] = _softmax(outputs[task])
+        for task in ("tags", "genre_tags"):
+            if task in outputs:
+                outputs[task] = _sigmoid(outputs[task])
         if "features" in outputs:
             natural = outputs["features"] * self._std + self._mean
-            outputs["features"] = torch.maximum(torch.minimum(natural, self._high), self._low)
+            outputs["features"] = np.clip(natural, self._low, self._high)
         return outputs
 
-    @torch.inference_mode()
     def window_outputs(
-        self, wave: torch.Tensor, max_windows: int | None = None
-    ) -> tuple[list[int], dict[str, torch.Tensor]]:
+        self, wave: np.ndarray, max_windows: int | None = None
+    ) -> tuple[list[int], dict[str, np.ndarray]]:
         """Run the windows of a (samples,) waveform; return window starts and per-window outputs.
 
         ``max_windows`` keeps that many windows, evenly spread from the first to the last.
@@ -213,29 +214,28 @@ class Tagger:
         Outputs are probabilities for ``genre``/``mood``/``tags``/``genre_tags`` (softmax /
         sigmoid), natural-unit ``features`` and the ``embedding``, each (n_windows, n) on the CPU.
         """
-        starts = self.starts(wave.numel(), max_windows)
+        wave = _numpy(wave)
+        starts = self.starts(wave.size, max_windows)
         # Cut one batch at a time: an hour-long timeline never holds every window at once.
         chunks = [
             self.runner(self.cut(wave, starts[i : i + self.batch_size]))
             for i in range(0, len(starts), self.batch_size)
         ]
-        return starts, self.finish({k: torch.cat([c[k] for c in chunks]) for k in chunks[0]})
+        return starts, self.finish({k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]})
 
     def average(
-        self, outputs: dict[str, torch.Tensor], starts: Sequence[int], samples: int
-    ) -> dict[str, torch.Tensor]:
+        self, outputs: dict[str, np.ndarray], starts: Sequence[int], samples: int
+    ) -> dict[str, np.ndarray]:
         """The clip-level value of per-window ``outputs`` (each (len(starts), n)): their mean,
         the end-aligned last window weighted by the new audio it adds (:func:`window_weights`),
         so no stretch of the clip counts twice."""
-        weights = torch.tensor(window_weights(list(starts), samples, self.window, self.hop))
-        weights = weights / weights.sum()
-        return {
-            k: (v * weights.reshape(-1, *([1] * (v.dim() - 1)))).sum(0) for k, v in outputs.items()
-        }
+        weights = np.array(window_weights(list(starts), samples, self.window, self.hop))
+        weights = (weights / weights.sum()).astype(np.float32)
+        return {k: np.tensordot(weights, v, axes=1) for k, v in outputs.items()}
 
     def _prediction(
         self,
-        outputs: dict[str, torch.Tensor],
+        outputs: dict[str, np.ndarray],
         path: str | None,
         duration: float,
         windows: int,
@@ -271,16 +271,17 @@ class Tagger:
 
     # -- public API -------------------------------------------------------------------------------
     def predict_waveform(
-        self, wave: torch.Tensor, path: str | None = None, start: float = 0.0
+        self, wave: np.ndarray, path: str | None = None, start: float = 0.0
     ) -> ClipPrediction:
         """Tag a (samples,) float waveform at the model's sample rate: windows averaged."""
+        wave = _numpy(wave)
         starts, outputs = self.window_outputs(wave, self.max_windows)
-        mean = self.average(outputs, starts, wave.numel())
-        return self._prediction(mean, path, wave.numel() / self.sample_rate, len(starts), start)
+        mean = self.average(outputs, starts, wave.size)
+        return self._prediction(mean, path, wave.size / self.sample_rate, len(starts), start)
 
     def load(
         self, path: str | os.PathLike, offset: float = 0.0, duration: float | None = None
-    ) -> torch.Tensor:
+    ) -> np.ndarray:
         """Decode ``path`` whole, for this model: a (samples,) float32 waveform at
         ``sample_rate``. Refuses audio shorter than ``MIN_SECONDS`` and digital silence (any
         label the model gave it would be noise). Memory grows with the length (~230 MB per
@@ -324,7 +325,6 @@ class Tagger:
             for i, s in enumerate(starts)
         ]
 
-    @torch.inference_mode()
     def predict_files(
         self,
         paths: Iterable[str | os.PathLike],
@@ -355,7 +355,7 @@ class Tagger:
             else:
                 job.samples = result.samples
                 job.seconds = result.samples / self.sample_rate
-                job.starts, job.waiting = result.starts, torch.from_numpy(result.windows)
+                job.starts, job.waiting = result.starts, result.windows
             jobs.append(job)
             while sum(len(j.waiting) for j in jobs) >= self.batch_size:
                 self._run_shared_batch(jobs)
@@ -364,14 +364,13 @@ class Tagger:
             self._run_shared_batch(jobs)
         yield from self._pop_finished(jobs, offset)
 
-    @torch.inference_mode()
     def _streamed_outputs(
         self,
         path: str | os.PathLike,
         offset: float,
         duration: float | None,
         max_windows: int | None,
-    ) -> tuple[int, list[int], dict[str, torch.Tensor]]:
+    ) -> tuple[int, list[int], dict[str, np.ndarray]]:
         """Stream ``path`` and run the windows a prediction needs as they pass, in batches.
 
         Returns the length in samples, the window starts (samples, those of
@@ -381,11 +380,11 @@ class Tagger:
         stream = _WindowStream(
             path, self.sample_rate, self.window, self.hop, max_windows, offset, duration
         )
-        raw: dict[int, dict[str, torch.Tensor]] = {}
+        raw: dict[int, dict[str, np.ndarray]] = {}
         batch: list[tuple[int, np.ndarray]] = []
 
         def run() -> None:
-            out = self.runner(torch.from_numpy(np.stack([w for _, w in batch])))
+            out = self.runner(np.stack([w for _, w in batch]))
             for i, (start, _) in enumerate(batch):
                 raw[start] = {k: v[i] for k, v in out.items()}
             batch.clear()
@@ -398,7 +397,7 @@ class Tagger:
         if batch:
             run()
         keys = raw[stream.starts[0]].keys()
-        stacked = {k: torch.stack([raw[s][k] for s in stream.starts]) for k in keys}
+        stacked = {k: np.stack([raw[s][k] for s in stream.starts]) for k in keys}
         return stream.samples, stream.starts, self.finish(stacked)
 
     def _decode_ahead(
@@ -461,8 +460,8 @@ class Tagger:
                 size += n
         windows = [job.waiting[:n] for job, n in taken]
         if size < self.batch_size:
-            windows.append(torch.zeros(self.batch_size - size, length))
-        out = self.runner(torch.cat(windows))
+            windows.append(np.zeros((self.batch_size - size, length), dtype=np.float32))
+        out = self.runner(np.concatenate(windows))
         first = 0
         for job, n in taken:
             job.done.append({k: v[first : first + n] for k, v in out.items()})
@@ -477,7 +476,9 @@ class Tagger:
             if job.error is not None:
                 yield job.error
                 continue
-            outputs = self.finish({k: torch.cat([d[k] for d in job.done]) for k in job.done[0]})
+            outputs = self.finish(
+                {k: np.concatenate([d[k] for d in job.done]) for k in job.done[0]}
+            )
             mean = self.average(outputs, job.starts, job.samples)
             yield self._prediction(mean, job.path, job.seconds, len(job.starts), offset)
 
@@ -491,8 +492,8 @@ class _Job:
     seconds: float = 0.0
     samples: int = 0
     starts: list[int] = field(default_factory=list)
-    waiting: torch.Tensor = field(default_factory=lambda: torch.empty(0))
-    done: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    waiting: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    done: list[dict[str, np.ndarray]] = field(default_factory=list)
 
 
 # -- streaming: the windows a prediction needs, from a file decoded block by block -------------
@@ -508,9 +509,10 @@ class _Decoded:
 
 
 def _decode_worker_init() -> None:
-    # One thread per worker process: the workers are the parallelism, and a pool of OpenMP threads
-    # per process would only fight the model's threads in the parent for the cores.
-    torch.set_num_threads(1)
+    # One thread per worker process: the workers are the parallelism, and a pool of threads per
+    # process would only fight the model's threads in the parent for the cores. (Decoding in the
+    # workers uses no torch; soxr and the codecs are single-threaded.)
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def _decode_windows(
@@ -582,7 +584,7 @@ class _WindowStream:
         for block in stream_audio(
             self.path, self.sample_rate, self.block_seconds, self.offset, self.duration
         ):
-            yield block.numpy()
+            yield _numpy(block)
 
     def _estimate(self, info: AudioInfo) -> int:
         """The header's idea of the length, in samples at ``sample_rate``."""
@@ -681,3 +683,19 @@ class _Picker:
             return None
         lo = start - self._buf_start
         return self._buf[lo : lo + length].copy()
+
+
+def _numpy(wave: Any) -> np.ndarray:
+    """(samples,) float32 numpy of a waveform (a CPU tensor is accepted from older callers)."""
+    if hasattr(wave, "detach"):
+        wave = wave.detach().cpu().numpy()
+    return np.asarray(wave, dtype=np.float32)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    return shifted / shifted.sum(-1, keepdims=True)
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * logits))  # overflow-free logistic
