@@ -9,10 +9,11 @@ Endpoints (``/v1`` ones need ``Authorization: Bearer <token>`` when the server h
 * ``GET /v1/model``: labels, features, input settings, limits. ``GET /healthz``.
 * ``GET /``: a one-file page to try it (``static/index.html``); ``GET /openapi.json``.
 
-Refusals are JSON ``{"detail": "<one line>"}``: 401 token, 403 path outside the root, 404 no
-such file, 413 upload or audio too large, 415 not multipart / not audio, 422 unusable audio
-(the ``AudioError`` line ``predict_clip`` prints, naming the upload), 503 busy (with
-``Retry-After``), 504 over the per-request timeout.
+Every refusal is JSON ``{"detail": "<one line>"}`` (``errors.py``): 400 foreign ``Host`` or
+malformed body, 401 token, 403 path outside the root, 404 no such file or route, 405, 413 upload
+or audio too large, 415 not multipart / not audio, 422 unusable audio (the ``AudioError`` line
+``predict_clip`` prints, naming the upload) or invalid parameters, 503 busy (with
+``Retry-After``), 504 over the per-request timeout, 500 an unexpected error.
 """
 
 from __future__ import annotations
@@ -30,20 +31,15 @@ from typing import Annotated, Any
 
 import uvicorn
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from datamodules.audio import AudioError
 from lightning_module.serving.accesslog import AccessLogMiddleware, setup_access_log
+from lightning_module.serving.errors import install_error_handlers
 from lightning_module.serving.limits import HTTPError, resolve_inside
-from lightning_module.serving.service import (
-    ServiceConfig,
-    TaggingService,
-    TooLongError,
-    UnsupportedAudioError,
-)
+from lightning_module.serving.middleware import BodyLimit, HostCheck, SecurityHeaders
+from lightning_module.serving.service import ServiceConfig, TaggingService
 from lightning_module.serving.upload import FILE_FIELD, receive_upload
 
 log = logging.getLogger("audiotagger.serve")
@@ -239,24 +235,8 @@ def create_app(service: TaggingService, allowed_hosts: list[str] | None = None) 
         redoc_url=None,
     )
     app.state.service = service
+    install_error_handlers(app)
     page = resources.files("lightning_module.serving").joinpath("static/index.html").read_text()
-
-    @app.exception_handler(HTTPError)
-    async def _refusal(request: Request, err: HTTPError) -> JSONResponse:
-        return JSONResponse({"detail": err.detail}, err.status, headers=err.headers)
-
-    @app.exception_handler(AudioError)
-    async def _audio_error(request: Request, err: AudioError) -> JSONResponse:
-        text = str(err)
-        if isinstance(err, TooLongError):
-            status = 413
-        elif isinstance(err, UnsupportedAudioError):
-            status = 415
-        elif text.endswith(": file not found"):
-            status = 404
-        else:
-            status = 422
-        return JSONResponse({"detail": text}, status)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -318,9 +298,9 @@ def create_app(service: TaggingService, allowed_hosts: list[str] | None = None) 
             work = held.run(service.tag, path, body.path, **_kwargs(options, held))
             return await _within_deadline(held, body.path, work)
 
-    app.add_middleware(_BodyLimit, max_bytes=MAX_JSON_BYTES, exempt=("/v1/tag",))
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or list(LOOPBACK_HOSTS))
-    app.add_middleware(_SecurityHeaders)
+    app.add_middleware(BodyLimit, max_bytes=MAX_JSON_BYTES, exempt=("/v1/tag",))
+    app.add_middleware(HostCheck, allowed_hosts=allowed_hosts or list(LOOPBACK_HOSTS))
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(AccessLogMiddleware)
     return app
 
@@ -333,60 +313,6 @@ def _kwargs(options: TagOptions, held: _Request) -> dict[str, Any]:
         "duration": options.duration,
         "until": held.until,
     }
-
-
-class _BodyLimit:
-    """Refuse (413) bodies over ``max_bytes`` on every path but ``exempt`` (uploads have their
-    own cap), by ``Content-Length`` and by counting what streams in."""
-
-    def __init__(self, app: Any, max_bytes: int, exempt: tuple[str, ...]) -> None:
-        self.app, self.max_bytes, self.exempt = app, max_bytes, exempt
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("path") in self.exempt:
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length", b"").strip()
-        if length.isdigit() and int(length) > self.max_bytes:
-            await JSONResponse({"detail": "request body too large"}, 413)(scope, receive, send)
-            return
-        seen = 0
-
-        async def limited() -> dict:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:  # raised inside the route: its exception handler answers
-                raise HTTPError(413, "request body too large")
-            return message
-
-        await self.app(scope, limited, send)
-
-
-class _SecurityHeaders:
-    """No sniffing, no referrer, no caching of answers about the user's files."""
-
-    HEADERS = (
-        (b"x-content-type-options", b"nosniff"),
-        (b"referrer-policy", b"no-referrer"),
-        (b"cache-control", b"no-store"),
-    )
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def with_headers(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *self.HEADERS]
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
 
 
 # -- running it -----------------------------------------------------------------------------------
