@@ -4,9 +4,10 @@ Endpoints (``/v1`` ones need ``Authorization: Bearer <token>`` when the server h
 
 * ``POST /v1/tag``: a multipart upload (field ``file``) → ``ClipPrediction.to_dict(top)``, the
   JSON ``predict_clip --json`` prints, ``path`` being the upload's name; ``?timeline=true`` gives
-  one per window; ``?top=N``, ``?offset=S&duration=S`` as ``predict_clip``.
+  one per window, ``&with_clip=true`` both (``{"clip": ..., "timeline": [...]}``, one upload);
+  ``?top=N``, ``?offset=S&duration=S`` as ``predict_clip``.
 * ``POST /v1/tag-path``: ``{"path": ...}`` of a file below ``--music-root`` (403 outside it).
-* ``GET /v1/model``: labels, features, input settings, limits. ``GET /healthz``.
+* ``GET /v1/model``: labels, features, input settings, limits, notes. ``GET /healthz``.
 * ``GET /``: a one-file page to try it (``static/index.html``); ``GET /openapi.json``.
 
 Every refusal is JSON ``{"detail": "<one line>"}`` (``errors.py``): 400 foreign ``Host`` or
@@ -80,6 +81,13 @@ class Prediction(BaseModel):
     )
 
 
+class TimelineWithClip(BaseModel):
+    """``?timeline=true&with_clip=true``: the clip prediction and the timeline of one upload."""
+
+    clip: Prediction = Field(..., description="what the same request without timeline answers")
+    timeline: list[Prediction] = Field(..., description="one result per window, in time order")
+
+
 class ErrorDetail(BaseModel):
     detail: str
 
@@ -123,6 +131,13 @@ class TagOptions:
     def __init__(
         self,
         timeline: Annotated[bool, Query(description="one result per window")] = False,
+        with_clip: Annotated[
+            bool,
+            Query(
+                description="with timeline: answer {clip, timeline}, the clip prediction "
+                "(exactly the answer without timeline) and the timeline of one upload"
+            ),
+        ] = False,
         top: Annotated[int, Query(ge=1, le=1000, description="classes listed per task")] = 3,
         offset: Annotated[
             float, Query(ge=0, le=1e7, allow_inf_nan=False, description="start, seconds")
@@ -132,7 +147,10 @@ class TagOptions:
             Query(gt=0, le=1e7, allow_inf_nan=False, description="seconds to tag (default: all)"),
         ] = None,
     ) -> None:
+        if with_clip and not timeline:  # the answer without timeline is the clip already
+            raise HTTPError(422, "with_clip=true needs timeline=true")
         self.timeline = timeline
+        self.with_clip = with_clip
         self.top = top
         self.offset = offset
         self.duration = duration
@@ -261,7 +279,7 @@ def create_app(service: TaggingService, allowed_hosts: list[str] | None = None) 
         summary="Tag an uploaded audio file",
         openapi_extra=UPLOAD_BODY,
         responses={
-            200: {"model": Prediction | list[Prediction]},
+            200: {"model": Prediction | list[Prediction] | TimelineWithClip},
             **_errors(400, 401, 413, 415, 422, 503, 504),
         },
     )
@@ -286,7 +304,7 @@ def create_app(service: TaggingService, allowed_hosts: list[str] | None = None) 
         "/v1/tag-path",
         summary="Tag a file below the server's music root",
         responses={
-            200: {"model": Prediction | list[Prediction]},
+            200: {"model": Prediction | list[Prediction] | TimelineWithClip},
             **_errors(401, 403, 404, 413, 415, 422, 503, 504),
         },
     )
@@ -308,6 +326,7 @@ def create_app(service: TaggingService, allowed_hosts: list[str] | None = None) 
 def _kwargs(options: TagOptions, held: _Request) -> dict[str, Any]:
     return {
         "timeline": options.timeline,
+        "with_clip": options.with_clip,
         "top": options.top,
         "offset": options.offset,
         "duration": options.duration,

@@ -20,6 +20,7 @@ import pytest
 import soundfile as sf
 
 from datamodules.audio import AudioError
+from lightning_module.inference.output import model_notes
 from tests.conftest import REPO_ROOT, write_tone
 from tests.lightning_module.serving.conftest import (
     ThreadServer,
@@ -87,6 +88,24 @@ def test_timeline_and_top_as_predict_clip(server, base_tagger, tmp_path):
     assert len(one.json()["genre"]) == 1
 
 
+def test_one_upload_gives_the_clip_and_the_timeline(server, base_tagger, tmp_path):
+    """What the page sends: one upload, the clip prediction exactly as without timeline
+    (predict_file's average, not one derived from rounded windows) and the timeline."""
+    clip = music(tmp_path / "mix.wav", seconds=6.0, genres=("classical", "hiphop"))
+    data = clip.read_bytes()
+    with server.client() as client:
+        both = upload(client, "mix.wav", data, timeline="true", with_clip="true", top=100)
+        alone = upload(client, "mix.wav", data, top=100)
+        timeline = upload(client, "mix.wav", data, timeline="true", top=100)
+    assert both.status_code == 200, both.text
+    answer = both.json()
+    assert set(answer) == {"clip", "timeline"}
+    assert answer["clip"] == alone.json()
+    assert answer["timeline"] == timeline.json() and len(answer["timeline"]) > 1
+    expected = base_tagger.predict_file(clip).to_dict(100)
+    assert without_path(answer["clip"]) == without_path(expected)
+
+
 def test_offset_and_duration_slice(server, base_tagger, tmp_path):
     clip = music(tmp_path / "long.flac", seconds=8.0)
     with server.client() as client:
@@ -110,6 +129,10 @@ def test_model_health_and_page(server):
     assert model["window_seconds"] == pytest.approx(spec.crop_seconds)
     assert model["model"] == Path(server.service.config.model).name  # a name, not a server path
     assert model["format_version"] == spec.format_version
+    # the tiny test model learnt from the synthetic demo set only, and says so
+    assert spec.synthetic_only and model["synthetic_only"] is True
+    assert model["notes"] == model_notes(spec)
+    assert any("only on the synthetic demo set" in note for note in model["notes"])
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert page.status_code == 200 and "<canvas" in page.text
     assert "default-src 'none'" in page.headers["content-security-policy"]

@@ -59,6 +59,7 @@ def test_validation_errors_are_one_line_naming_the_field(server, tmp_path):
         offset = client.post("/v1/tag?offset=nan", files={"file": ("t.wav", data)})
         both = client.post("/v1/tag?top=x&duration=-1", files={"file": ("t.wav", data)})
         flag = client.post("/v1/tag?timeline=maybe", files={"file": ("t.wav", data)})
+        clip_alone = client.post("/v1/tag?with_clip=true", files={"file": ("t.wav", data)})
         no_path = client.post("/v1/tag-path", json={})
         extra = client.post("/v1/tag-path", json={"path": "a.wav", "mode": "x"})
         not_json = client.post(
@@ -70,6 +71,7 @@ def test_validation_errors_are_one_line_naming_the_field(server, tmp_path):
     detail = refusal(both, 422)
     assert "query parameter 'top'" in detail and "query parameter 'duration'" in detail
     assert refusal(flag, 422).startswith("query parameter 'timeline': ")
+    assert refusal(clip_alone, 422) == "with_clip=true needs timeline=true"
     assert refusal(no_path, 422) == "body field 'path': Field required"
     assert refusal(extra, 422).startswith("body field 'mode': ")
     assert refusal(not_json, 422).startswith("request body: not valid JSON (")
