@@ -8,7 +8,9 @@ Endpoints (``/v1`` ones need ``Authorization: Bearer <token>`` when the server h
   ``?top=N``, ``?offset=S&duration=S`` as ``predict_clip``.
 * ``POST /v1/tag-path``: ``{"path": ...}`` of a file below ``--music-root`` (403 outside it).
 * ``GET /v1/model``: labels, features, input settings, limits, notes. ``GET /healthz``.
-* ``GET /``: a one-file page to try it (``static/index.html``); ``GET /openapi.json``.
+* ``GET /``: a page to try it (``static/index.html`` with its ``page.js`` and ``page.css``: no
+  inline script or style, so its Content-Security-Policy needs no ``'unsafe-inline'``);
+  ``GET /openapi.json``.
 
 Every refusal is JSON ``{"detail": "<one line>"}`` (``errors.py``): 400 foreign ``Host`` or
 malformed body, 401 token, 403 path outside the root, 404 no such file or route, 405, 413 upload
@@ -32,7 +34,7 @@ from typing import Annotated, Any
 
 import uvicorn
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,12 +52,17 @@ MAX_JSON_BYTES = 64 * 1024
 #: Hosts a loopback server answers to: a web page that rebinds its own domain to 127.0.0.1
 #: must not reach the service through the visitor's browser.
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
-#: The page's Content-Security-Policy: its own inline script and style, requests to this origin.
+#: The page's Content-Security-Policy: script and style only from this origin's files (the page
+#: has no inline script, style element or style attribute), requests only to this origin.
 PAGE_CSP = (
-    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-    "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
-    "frame-ancestors 'none'"
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+#: The page's files besides ``index.html`` (package data in ``static/``), with their types.
+PAGE_ASSETS = {
+    "page.js": "text/javascript; charset=utf-8",
+    "page.css": "text/css; charset=utf-8",
+}
 
 
 # -- response and request shapes (documentation: the JSON itself is ClipPrediction.to_dict) ------
@@ -254,11 +261,22 @@ def create_app(service: TaggingService, allowed_hosts: list[str] | None = None) 
     )
     app.state.service = service
     install_error_handlers(app)
-    page = resources.files("lightning_module.serving").joinpath("static/index.html").read_text()
+    static = resources.files("lightning_module.serving").joinpath("static")
+    page = static.joinpath("index.html").read_text()
+    assets = {name: static.joinpath(name).read_bytes() for name in PAGE_ASSETS}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP})
+
+    def asset_route(name: str) -> None:
+        async def asset() -> Response:
+            return Response(assets[name], media_type=PAGE_ASSETS[name])
+
+        app.add_api_route("/" + name, asset, methods=["GET"], include_in_schema=False)
+
+    for name in PAGE_ASSETS:
+        asset_route(name)
 
     @app.get("/healthz", summary="Liveness: the model is loaded; work done so far")
     async def healthz() -> dict[str, Any]:

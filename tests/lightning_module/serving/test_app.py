@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -121,6 +122,8 @@ def test_model_health_and_page(server):
         model = client.get("/v1/model").json()
         health = client.get("/healthz")
         page = client.get("/")
+        js = client.get("/page.js")
+        css = client.get("/page.css")
     spec = server.service.spec
     assert model["genres"] == list(spec.genre_names)
     assert model["moods"] == list(spec.mood_names)
@@ -135,8 +138,17 @@ def test_model_health_and_page(server):
     assert any("only on the synthetic demo set" in note for note in model["notes"])
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert page.status_code == 200 and "<canvas" in page.text
-    assert "default-src 'none'" in page.headers["content-security-policy"]
-    assert "http://" not in page.text and "https://" not in page.text  # no external assets
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src 'self';" in csp
+    assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp
+    # nothing inline for that CSP to block: scripts and styles come from the page's files
+    assert re.findall(r"<script\b[^>]*>", page.text) == ['<script src="page.js">']
+    assert "<style" not in page.text and "style=" not in page.text
+    assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert 'fetch("v1/tag?' in js.text and "body {" in css.text
+    for text in (page.text, js.text, css.text):
+        assert "http://" not in text and "https://" not in text  # no external assets
 
 
 # -- bad uploads ----------------------------------------------------------------------------------
