@@ -4,15 +4,19 @@ Endpoints (``/v1`` ones need ``Authorization: Bearer <token>`` when the server h
 
 * ``POST /v1/tag``: a multipart upload (field ``file``) → ``ClipPrediction.to_dict(top)``, the
   JSON ``predict_clip --json`` prints, ``path`` being the upload's name; ``?timeline=true`` gives
-  one per window; ``?top=N``, ``?offset=S&duration=S`` as ``predict_clip``.
+  one per window, ``&with_clip=true`` both (``{"clip": ..., "timeline": [...]}``, one upload);
+  ``?top=N``, ``?offset=S&duration=S`` as ``predict_clip``.
 * ``POST /v1/tag-path``: ``{"path": ...}`` of a file below ``--music-root`` (403 outside it).
-* ``GET /v1/model``: labels, features, input settings, limits. ``GET /healthz``.
-* ``GET /``: a one-file page to try it (``static/index.html``); ``GET /openapi.json``.
+* ``GET /v1/model``: labels, features, input settings, limits, notes. ``GET /healthz``.
+* ``GET /``: a page to try it (``static/index.html`` with its ``page.js`` and ``page.css``: no
+  inline script or style, so its Content-Security-Policy needs no ``'unsafe-inline'``);
+  ``GET /openapi.json``.
 
-Refusals are JSON ``{"detail": "<one line>"}``: 401 token, 403 path outside the root, 404 no
-such file, 413 upload or audio too large, 415 not multipart / not audio, 422 unusable audio
-(the ``AudioError`` line ``predict_clip`` prints, naming the upload), 503 busy (with
-``Retry-After``), 504 over the per-request timeout.
+Every refusal is JSON ``{"detail": "<one line>"}`` (``errors.py``): 400 foreign ``Host`` or
+malformed body, 401 token, 403 path outside the root, 404 no such file or route, 405, 413 upload
+or audio too large, 415 not multipart / not audio, 422 unusable audio (the ``AudioError`` line
+``predict_clip`` prints, naming the upload) or invalid parameters, 503 busy (with
+``Retry-After``), 504 over the per-request timeout, 500 an unexpected error.
 """
 
 from __future__ import annotations
@@ -30,20 +34,15 @@ from typing import Annotated, Any
 
 import uvicorn
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from datamodules.audio import AudioError
 from lightning_module.serving.accesslog import AccessLogMiddleware, setup_access_log
+from lightning_module.serving.errors import install_error_handlers
 from lightning_module.serving.limits import HTTPError, resolve_inside
-from lightning_module.serving.service import (
-    ServiceConfig,
-    TaggingService,
-    TooLongError,
-    UnsupportedAudioError,
-)
+from lightning_module.serving.middleware import BodyLimit, HostCheck, SecurityHeaders
+from lightning_module.serving.service import ServiceConfig, TaggingService
 from lightning_module.serving.upload import FILE_FIELD, receive_upload
 
 log = logging.getLogger("audiotagger.serve")
@@ -53,12 +52,17 @@ MAX_JSON_BYTES = 64 * 1024
 #: Hosts a loopback server answers to: a web page that rebinds its own domain to 127.0.0.1
 #: must not reach the service through the visitor's browser.
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
-#: The page's Content-Security-Policy: its own inline script and style, requests to this origin.
+#: The page's Content-Security-Policy: script and style only from this origin's files (the page
+#: has no inline script, style element or style attribute), requests only to this origin.
 PAGE_CSP = (
-    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-    "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
-    "frame-ancestors 'none'"
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+#: The page's files besides ``index.html`` (package data in ``static/``), with their types.
+PAGE_ASSETS = {
+    "page.js": "text/javascript; charset=utf-8",
+    "page.css": "text/css; charset=utf-8",
+}
 
 
 # -- response and request shapes (documentation: the JSON itself is ClipPrediction.to_dict) ------
@@ -82,6 +86,13 @@ class Prediction(BaseModel):
     genre_tags: dict[str, float] | None = Field(
         None, description="every genre tag's probability; only for a model with that head"
     )
+
+
+class TimelineWithClip(BaseModel):
+    """``?timeline=true&with_clip=true``: the clip prediction and the timeline of one upload."""
+
+    clip: Prediction = Field(..., description="what the same request without timeline answers")
+    timeline: list[Prediction] = Field(..., description="one result per window, in time order")
 
 
 class ErrorDetail(BaseModel):
@@ -127,6 +138,13 @@ class TagOptions:
     def __init__(
         self,
         timeline: Annotated[bool, Query(description="one result per window")] = False,
+        with_clip: Annotated[
+            bool,
+            Query(
+                description="with timeline: answer {clip, timeline}, the clip prediction "
+                "(exactly the answer without timeline) and the timeline of one upload"
+            ),
+        ] = False,
         top: Annotated[int, Query(ge=1, le=1000, description="classes listed per task")] = 3,
         offset: Annotated[
             float, Query(ge=0, le=1e7, allow_inf_nan=False, description="start, seconds")
@@ -136,7 +154,10 @@ class TagOptions:
             Query(gt=0, le=1e7, allow_inf_nan=False, description="seconds to tag (default: all)"),
         ] = None,
     ) -> None:
+        if with_clip and not timeline:  # the answer without timeline is the clip already
+            raise HTTPError(422, "with_clip=true needs timeline=true")
         self.timeline = timeline
+        self.with_clip = with_clip
         self.top = top
         self.offset = offset
         self.duration = duration
@@ -239,28 +260,23 @@ def create_app(service: TaggingService, allowed_hosts: list[str] | None = None) 
         redoc_url=None,
     )
     app.state.service = service
-    page = resources.files("lightning_module.serving").joinpath("static/index.html").read_text()
-
-    @app.exception_handler(HTTPError)
-    async def _refusal(request: Request, err: HTTPError) -> JSONResponse:
-        return JSONResponse({"detail": err.detail}, err.status, headers=err.headers)
-
-    @app.exception_handler(AudioError)
-    async def _audio_error(request: Request, err: AudioError) -> JSONResponse:
-        text = str(err)
-        if isinstance(err, TooLongError):
-            status = 413
-        elif isinstance(err, UnsupportedAudioError):
-            status = 415
-        elif text.endswith(": file not found"):
-            status = 404
-        else:
-            status = 422
-        return JSONResponse({"detail": text}, status)
+    install_error_handlers(app)
+    static = resources.files("lightning_module.serving").joinpath("static")
+    page = static.joinpath("index.html").read_text()
+    assets = {name: static.joinpath(name).read_bytes() for name in PAGE_ASSETS}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP})
+
+    def asset_route(name: str) -> None:
+        async def asset() -> Response:
+            return Response(assets[name], media_type=PAGE_ASSETS[name])
+
+        app.add_api_route("/" + name, asset, methods=["GET"], include_in_schema=False)
+
+    for name in PAGE_ASSETS:
+        asset_route(name)
 
     @app.get("/healthz", summary="Liveness: the model is loaded; work done so far")
     async def healthz() -> dict[str, Any]:
@@ -281,7 +297,7 @@ def create_app(service: TaggingService, allowed_hosts: list[str] | None = None) 
         summary="Tag an uploaded audio file",
         openapi_extra=UPLOAD_BODY,
         responses={
-            200: {"model": Prediction | list[Prediction]},
+            200: {"model": Prediction | list[Prediction] | TimelineWithClip},
             **_errors(400, 401, 413, 415, 422, 503, 504),
         },
     )
@@ -306,7 +322,7 @@ def create_app(service: TaggingService, allowed_hosts: list[str] | None = None) 
         "/v1/tag-path",
         summary="Tag a file below the server's music root",
         responses={
-            200: {"model": Prediction | list[Prediction]},
+            200: {"model": Prediction | list[Prediction] | TimelineWithClip},
             **_errors(401, 403, 404, 413, 415, 422, 503, 504),
         },
     )
@@ -318,9 +334,9 @@ def create_app(service: TaggingService, allowed_hosts: list[str] | None = None) 
             work = held.run(service.tag, path, body.path, **_kwargs(options, held))
             return await _within_deadline(held, body.path, work)
 
-    app.add_middleware(_BodyLimit, max_bytes=MAX_JSON_BYTES, exempt=("/v1/tag",))
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or list(LOOPBACK_HOSTS))
-    app.add_middleware(_SecurityHeaders)
+    app.add_middleware(BodyLimit, max_bytes=MAX_JSON_BYTES, exempt=("/v1/tag",))
+    app.add_middleware(HostCheck, allowed_hosts=allowed_hosts or list(LOOPBACK_HOSTS))
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(AccessLogMiddleware)
     return app
 
@@ -328,65 +344,12 @@ def create_app(service: TaggingService, allowed_hosts: list[str] | None = None) 
 def _kwargs(options: TagOptions, held: _Request) -> dict[str, Any]:
     return {
         "timeline": options.timeline,
+        "with_clip": options.with_clip,
         "top": options.top,
         "offset": options.offset,
         "duration": options.duration,
         "until": held.until,
     }
-
-
-class _BodyLimit:
-    """Refuse (413) bodies over ``max_bytes`` on every path but ``exempt`` (uploads have their
-    own cap), by ``Content-Length`` and by counting what streams in."""
-
-    def __init__(self, app: Any, max_bytes: int, exempt: tuple[str, ...]) -> None:
-        self.app, self.max_bytes, self.exempt = app, max_bytes, exempt
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("path") in self.exempt:
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length", b"").strip()
-        if length.isdigit() and int(length) > self.max_bytes:
-            await JSONResponse({"detail": "request body too large"}, 413)(scope, receive, send)
-            return
-        seen = 0
-
-        async def limited() -> dict:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:  # raised inside the route: its exception handler answers
-                raise HTTPError(413, "request body too large")
-            return message
-
-        await self.app(scope, limited, send)
-
-
-class _SecurityHeaders:
-    """No sniffing, no referrer, no caching of answers about the user's files."""
-
-    HEADERS = (
-        (b"x-content-type-options", b"nosniff"),
-        (b"referrer-policy", b"no-referrer"),
-        (b"cache-control", b"no-store"),
-    )
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def with_headers(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *self.HEADERS]
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
 
 
 # -- running it -----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any
 
 from datamodules.audio import AudioError, audio_duration
 from datamodules.schema import FEATURE_UNITS
+from lightning_module.inference.output import model_notes
 from lightning_module.inference.runners import OnnxRunner
 from lightning_module.inference.tagger import Tagger
 from lightning_module.serving.batcher import WindowBatcher, deadline
@@ -128,15 +129,23 @@ class TaggingService:
         shown: str,
         *,
         timeline: bool = False,
+        with_clip: bool = False,
         top: int = 3,
         offset: float = 0.0,
         duration: float | None = None,
         until: float | None = None,
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """Tag ``path``, reporting it as ``shown``: ``ClipPrediction.to_dict(top)``, or one per
-        window with ``timeline``. Blocking; run it in :attr:`pool`.
+        window with ``timeline``, or ``{"clip": ..., "timeline": [...]}`` with both. Blocking;
+        run it in :attr:`pool`.
 
         Args:
+            with_clip: with ``timeline``, also the clip prediction. It is computed by
+                ``predict_file`` itself, as without ``timeline`` (the same windows, averaged the
+                same way: at most ``max_windows`` of them, evenly spread, probabilities and
+                tempo bins averaged before ranking and decoding), not derived from the
+                timeline's rounded per-window results; the file is decoded twice, but uploaded
+                once.
             until: the request's deadline (``time.monotonic``); past it the work stops at its
                 next model batch with :class:`~.batcher.DeadlineExceeded`.
 
@@ -151,14 +160,18 @@ class TaggingService:
             limit = self.limits.max_seconds + 1.0
             span = limit if duration is None else min(duration, limit)
             with deadline(until):
-                if timeline:
-                    windows = self.tagger.timeline(path, offset, span)
-                    if windows:
-                        self._check_length(path, windows[-1].start - offset + windows[-1].duration)
-                    return [dataclasses.replace(w, path=shown).to_dict(top) for w in windows]
-                prediction = self.tagger.predict_file(path, offset, span)
-                self._check_length(path, prediction.duration)
-                return dataclasses.replace(prediction, path=shown).to_dict(top)
+                clip: dict[str, Any] | None = None
+                if not timeline or with_clip:
+                    prediction = self.tagger.predict_file(path, offset, span)
+                    self._check_length(path, prediction.duration)
+                    clip = dataclasses.replace(prediction, path=shown).to_dict(top)
+                    if not timeline:
+                        return clip
+                windows = self.tagger.timeline(path, offset, span)
+                if windows:
+                    self._check_length(path, windows[-1].start - offset + windows[-1].duration)
+                listed = [dataclasses.replace(w, path=shown).to_dict(top) for w in windows]
+                return listed if clip is None else {"clip": clip, "timeline": listed}
         except AudioError as err:
             text = str(err).replace(str(path), shown)
             raise type(err)(text) from None
@@ -186,7 +199,9 @@ class TaggingService:
     # -- what is served ---------------------------------------------------------------------------
     def model_info(self) -> dict[str, Any]:
         """Labels, features (with units and, when the checkpoint recorded it, what each was
-        trained on), input settings and limits: what ``GET /v1/model`` returns."""
+        trained on), input settings, limits, and the notes ``predict_clip`` prints before its
+        answers (``synthetic_only``: every training clip was synthetic, so the answers mean
+        little on real music): what ``GET /v1/model`` returns."""
         spec = self.spec
         basis = getattr(spec, "feature_basis", None)
         trained = getattr(spec, "trained_features", spec.feature_names)
@@ -218,6 +233,8 @@ class TaggingService:
                 "max_concurrent": self.limits.max_concurrent,
             },
             "tag_path": self.music_root is not None,
+            "synthetic_only": spec.synthetic_only,
+            "notes": model_notes(spec),
         }
 
     def close(self, timeout: float | None = 10.0) -> None:

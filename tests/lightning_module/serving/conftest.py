@@ -3,6 +3,8 @@ reachable, e.g. the batcher's counters) or ``scripts/serve.py`` in a subprocess 
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import socket
 import subprocess
@@ -10,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +28,7 @@ httpx = pytest.importorskip("httpx", reason="the dev extra is not installed")
 import uvicorn  # noqa: E402
 
 from lightning_module.inference.tagger import Tagger  # noqa: E402
+from lightning_module.serving.accesslog import ACCESS_LOGGER  # noqa: E402
 from lightning_module.serving.app import create_app  # noqa: E402
 from lightning_module.serving.limits import ServiceLimits  # noqa: E402
 from lightning_module.serving.service import ServiceConfig, TaggingService  # noqa: E402
@@ -61,6 +65,26 @@ class ThreadServer:
 
     def client(self, **kwargs) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=60, **kwargs)
+
+
+@contextmanager
+def access_log() -> Iterator[list[dict]]:
+    """The access log's records (parsed JSON lines) of servers in this process while inside."""
+    records: list[dict] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(json.loads(record.getMessage()))
+
+    logger = logging.getLogger(ACCESS_LOGGER)
+    handler, level = Collect(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def make_service(checkpoint: Path, tmp: Path, tagger: Tagger | None = None, **options):

@@ -1,5 +1,6 @@
 """``scripts/serve.py`` as users run it, in its own process: the token from the environment,
-SIGTERM finishing the request in progress, the JSON access log (no tokens, no query strings)."""
+SIGTERM finishing the request in progress, the JSON access log (no tokens, no query strings);
+its options (numbers out of range are argparse errors)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import signal
 import threading
 import time
 
+import pytest
+
+from scripts.serve import parse_args
 from tests.conftest import write_tone
 from tests.lightning_module.serving.conftest import ProcessServer, httpx, multipart
 
@@ -81,3 +85,37 @@ def test_sigterm_finishes_the_request_in_progress_and_logs_json(trained_checkpoi
     assert tagged[-1]["duration_ms"] >= 500
     assert {r["status"] for r in records if r["path"] == "/v1/model"} == {200, 401}
     assert all("?" not in r["path"] for r in records)  # query strings are never logged
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ("--batch-size", "0"),
+        ("--batch-size", "-3"),
+        ("--max-batch", "0"),
+        ("--max-concurrent", "0"),
+        ("--timeout", "0"),
+        ("--timeout", "nan"),
+        ("--max-seconds", "-1"),
+        ("--max-seconds", "inf"),
+        ("--max-upload-mb", "0"),
+        ("--max-wait-ms", "-1"),
+        ("--graceful-seconds", "-1"),
+        ("--port", "70000"),
+    ],
+)
+def test_serve_refuses_numbers_out_of_range(option, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        parse_args(list(option))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stopped.value.code == 2
+    assert ": error: " in err[-1] and option[0] in err[-1], err  # one line after the usage
+
+
+def test_serve_accepts_zero_waits_and_names_the_default_model(capsys):
+    args = parse_args(["--max-wait-ms", "0", "--graceful-seconds", "0", "--port", "0"])
+    assert (args.max_wait_ms, args.graceful_seconds, args.port) == (0.0, 0.0, 0)
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "default: the shipped model (lightning_module/shipped/)" in help_text

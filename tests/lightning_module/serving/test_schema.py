@@ -34,7 +34,7 @@ def test_openapi_schema(fuzzed) -> None:
     upload = tag["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert upload["required"] == ["file"] and upload["properties"]["file"]["format"] == "binary"
     params = {p["name"]: p for p in tag["parameters"]}
-    assert set(params) == {"timeline", "top", "offset", "duration"}
+    assert set(params) == {"timeline", "with_clip", "top", "offset", "duration"}
     assert params["top"]["schema"]["minimum"] == 1
     for code in ("200", "413", "415", "422", "503", "504"):
         assert code in tag["responses"], code
@@ -45,6 +45,8 @@ def test_openapi_schema(fuzzed) -> None:
     assert {"path", "duration", "windows", "genre", "mood", "features", "tags", "start"} <= set(
         prediction["properties"]
     )
+    both = schema["components"]["schemas"]["TimelineWithClip"]
+    assert set(both["required"]) == {"clip", "timeline"}
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
 
 
