@@ -23,7 +23,7 @@ help:
 	@echo "make vibenet      install the optional vibenet feature teacher (GPL-3.0, run as a process)"
 	@echo "make train-real   import + mix ../shared/data (REAL_DATA=dir), train configs/real.yaml"
 	@echo "make distill      accurate teacher (frozen musicnn + heads chosen on val) -> fast student, evaluated"
-	@echo "make refit        the shipped model: teacher + student refitted on every clip -> checkpoints/refit/tagger.ckpt"
+	@echo "make refit        the shipped model: teacher + student refitted on every clip -> lightning_module/shipped/"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -83,12 +83,16 @@ distill: real-manifest $(MUSICNN_WEIGHTS)
 	  --split test --out $(EVAL_DIR)/student
 
 # The shipped model: the same recipe refitted on train + val + test (teacher heads and student),
-# written to checkpoints/refit/tagger.ckpt, the default of predict_clip and every other tool.
+# written to checkpoints/refit/tagger.ckpt, then shipped into lightning_module/shipped/ (ONNX +
+# slim checkpoint + model.json; the model card beside them is written by hand): the default of
+# every tool.
+MODEL_VERSION ?= 1.0.0
 refit: real-manifest $(MUSICNN_WEIGHTS)
 	$(PY) scripts/build_dataset.py teacher --manifest $(REAL_MANIFEST) --set weights=$(MUSICNN_WEIGHTS) \
 	  --set refit=true --set features_cache=$(TEACHER_DIR)/features --out $(REAL_DIR)/teacher_refit --quiet
 	$(PY) scripts/train.py --config configs/real.yaml --config configs/student.yaml \
 	  --config configs/refit.yaml --test_after_fit false $(ARGS)
+	$(PY) scripts/ship_model.py checkpoints/refit/tagger.ckpt --version $(MODEL_VERSION)
 
 # The permissive feature teachers (librosa tempo, pyloudnorm BS.1770 loudness).
 $(FEATURES_STAMP): $(STAMP)

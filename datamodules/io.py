@@ -89,3 +89,14 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 def write_json_atomic(path: str | os.PathLike, data: object) -> Path:
     """Write ``data`` as indented JSON (newline-terminated) to ``path`` atomically."""
     return write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in blocks of ``block`` bytes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,93 +1,12 @@
-"""More like this: index a library's embeddings, then find the songs that sound most alike.
+"""'More like this': build a similarity index over a folder, query it, write playlists.
 
-python scripts/similar.py index ~/Music --out library.index      # embed new/changed files only
-python scripts/similar.py query song.mp3 --index library.index --k 10 --m3u like_song.m3u8
-
-A song of the index answers from its stored embedding (no model needed); any other file is
-embedded with the model the index was made with. Distances are cosine distances (0: same
-direction). See docs/tag_your_library.md.
+Thin entry point: the command lives in `lightning_module/commands/similar.py`
+(also `audiotagger similar`).
 """
 
-from __future__ import annotations
-
-import argparse
-import os
 import sys
 
-# Before torch starts its OpenMP threads (see predict_clip.py).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from lightning_module.library.playlist import playlist_path  # noqa: E402
-from lightning_module.library.similarity import index_command, query_command  # noqa: E402
-
-DEFAULT_INDEX = "library.index"
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    index = commands.add_parser("index", help="embed a folder's songs into an index")
-    index.add_argument("folder", help="the library folder (recursively)")
-    index.add_argument("--out", default=DEFAULT_INDEX, help="index file (default: %(default)s)")
-    index.add_argument(
-        "--checkpoint", help="model (default: the shipped model (lightning_module/shipped/))"
-    )
-    index.add_argument("--device", default="cpu", help="cpu, cuda, ...")
-    index.add_argument("--no-progress", action="store_true", help="no progress bar")
-    query = commands.add_parser("query", help="the songs nearest one (or more) songs")
-    query.add_argument("songs", nargs="+", help="audio file(s): in the index or not")
-    query.add_argument("--index", default=DEFAULT_INDEX, help="index file (default: %(default)s)")
-    query.add_argument("--k", type=int, default=10, help="how many songs (default: %(default)s)")
-    query.add_argument(
-        "--m3u",
-        metavar="PLAYLIST",
-        help="also write the song(s) and those found as this playlist: UTF-8 extended M3U, "
-        ".m3u8 added to a name without suffix (a .m3u name is written as UTF-8 too, with a note)",
-    )
-    query.add_argument(
-        "--no-seed", action="store_true", help="leave the song(s) asked about out of the playlist"
-    )
-    query.add_argument("--checkpoint", help="model for new songs (default: the index's)")
-    query.add_argument(
-        "--search", choices=("auto", "exact", "ann"), default="auto", help="(default: auto)"
-    )
-    query.add_argument("--device", default="cpu", help="cpu, cuda, ...")
-    args = parser.parse_args(argv)
-    if args.command == "query" and args.k < 1:
-        parser.error(f"--k must be at least 1, not {args.k}")
-    if args.command == "query" and args.m3u:
-        try:
-            args.m3u = str(playlist_path(args.m3u))
-        except ValueError as err:
-            parser.error(f"--m3u {err}")
-    if args.command == "query" and args.no_seed and not args.m3u:
-        parser.error("--no-seed is for the playlist (--m3u)")
-    return args
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        if args.command == "index":
-            return index_command(
-                args.folder, args.out, args.checkpoint, args.device, not args.no_progress
-            )
-        return query_command(
-            args.songs,
-            args.index,
-            args.k,
-            args.m3u,
-            args.checkpoint,
-            args.search,
-            args.device,
-            seed=not args.no_seed,
-        )
-    except (OSError, ValueError) as err:  # AudioError, ModelError, LibraryIndexError
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
+from lightning_module.commands.similar import main, parse_args  # noqa: F401 (parse_args: for tests)
 
 if __name__ == "__main__":
     sys.exit(main())

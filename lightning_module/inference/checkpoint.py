@@ -12,10 +12,6 @@ from typing import Any
 import torch
 
 from lightning_module.inference.errors import CheckpointError, ModelError  # noqa: F401
-from lightning_module.inference.shipped import (  # noqa: F401 (re-exported)
-    SHIPPED_CHECKPOINT,
-    find_checkpoint,
-)
 from lightning_module.model.network import TaggerNet, build_network
 from lightning_module.model.spec import TaggerSpec
 

@@ -15,6 +15,15 @@ class DeviceError(ValueError):
     """A device name that is not a device, or CUDA asked for where there is none (one line)."""
 
 
+class ShippedModelError(ValueError):
+    """The shipped model is missing or damaged; the message is one line naming the file."""
+
+
 #: Errors that mean "this model cannot be used here" (a checkpoint, an ONNX export, the device,
 #: the shipped model's files).
-ModelError: tuple[type[ValueError], ...] = (CheckpointError, OnnxModelError, DeviceError)
+ModelError: tuple[type[ValueError], ...] = (
+    CheckpointError,
+    OnnxModelError,
+    DeviceError,
+    ShippedModelError,
+)

@@ -15,13 +15,12 @@ Torch-free: this module only finds files. A missing file is a one-line :class:`S
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lightning_module.inference.errors import CheckpointError
+from lightning_module.inference.errors import ShippedModelError
 
 #: The package whose data folder holds the shipped model.
 SHIPPED_PACKAGE = "lightning_module.shipped"
@@ -30,10 +29,6 @@ CHECKPOINT_NAME = "tagger.ckpt"
 INFO_NAME = "model.json"
 CARD_NAME = "MODEL_CARD.md"
 LICENSE_NAME = "LICENSE-weights.md"
-
-
-class ShippedModelError(ValueError):
-    """The shipped model is missing or damaged; the message is one line naming the file."""
 
 
 def shipped_dir() -> Path:
@@ -103,21 +98,8 @@ def shipped_info() -> ShippedInfo:
         raise ShippedModelError(f"{path}: not a readable model.json ({err})") from err
 
 
-#: Where ``make refit`` puts the shipped model (the recipe chosen on val, refitted on every
-#: labelled clip), relative to the checkpoints folder: what every tool uses when given no model.
-SHIPPED_CHECKPOINT = "refit/tagger.ckpt"
-
-
-def find_checkpoint(folder: str | os.PathLike = "checkpoints") -> Path:
-    """The shipped model ``folder/refit/tagger.ckpt`` when it exists, else the newest
-    ``best*.ckpt`` in ``folder`` (else the newest ``*.ckpt``)."""
-    folder = Path(folder)
-    if (folder / SHIPPED_CHECKPOINT).is_file():
-        return folder / SHIPPED_CHECKPOINT
-    for pattern in ("best*.ckpt", "*.ckpt"):
-        found = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime)
-        if found:
-            return found[-1]
-    raise CheckpointError(
-        f"{folder}: no checkpoint found; train one with `make train` or pass --checkpoint"
-    )
+def default_model() -> Path:
+    """The model every tool runs when none is named: the shipped ONNX model. A model a user
+    trained is used only when named (``--checkpoint`` / ``--onnx``), so a synthetic demo in
+    ``checkpoints/`` is never picked up silently for real audio."""
+    return shipped_onnx()

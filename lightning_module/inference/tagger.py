@@ -39,7 +39,7 @@ from lightning_module.inference.errors import (  # noqa: F401 (re-exported: the 
     ModelError,
 )
 from lightning_module.inference.runners import OnnxRunner, Runner
-from lightning_module.inference.shipped import find_checkpoint  # noqa: F401 (re-exported)
+from lightning_module.inference.shipped import default_model  # noqa: F401 (re-exported)
 from lightning_module.model.spec import TaggerSpec
 from lightning_module.model.tempo_bins import tempo_bins
 

@@ -172,15 +172,17 @@ def embed_waveform(tagger: Any, wave: Any, where: str = "audio") -> tuple[np.nda
     """The L2-normalised mean embedding of a (samples,) waveform at the model's rate, (D,)
     float32, and its top tags, from one pass over its windows (``tagger.max_windows`` of
     them, as a prediction uses)."""
-    _, outputs = tagger.window_outputs(wave, tagger.max_windows)
+    starts, outputs = tagger.window_outputs(wave, tagger.max_windows)
     if "embedding" not in outputs:
         raise AudioError(f"{where}: this model has no embedding output")
-    embedding = _normalised(outputs["embedding"].mean(0).double().numpy(), where)
+    # weighted as a prediction averages its windows (an end window counts for the audio it adds)
+    outputs = tagger.average(outputs, starts, len(wave))
+    embedding = _normalised(np.asarray(outputs["embedding"], dtype=np.float64), where)
     tags: dict[str, list[list[Any]]] = {}
     for task in ("genre", "mood", "tags"):
         names = tagger.spec.names(task)
         if task in outputs and names:
-            probs = outputs[task].mean(0).tolist()
+            probs = outputs[task].tolist()
             ranked = sorted(zip(names, probs, strict=True), key=lambda pair: -pair[1])
             tags[task] = [[n, round(p, 4)] for n, p in ranked[:TOP_TAGS]]
     return embedding, tags
@@ -482,10 +484,10 @@ def index_command(
     err: IO[str] | None = None,
 ) -> int:
     """``similar.py index`` without the argument parsing."""
-    from lightning_module.inference.tagger import Tagger, find_checkpoint
+    from lightning_module.inference.tagger import Tagger, default_model
 
     err = err or sys.stderr
-    model_path = checkpoint or str(find_checkpoint())
+    model_path = checkpoint or str(default_model())
     tagger = Tagger.from_file(model_path, device=device)
     info = model_info(model_path, tagger)
     for note in info["notes"]:

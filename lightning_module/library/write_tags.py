@@ -410,9 +410,9 @@ def write_command(
         items, total = predictions_from_results(results, target)
     else:
         from lightning_module.inference.output import model_notes
-        from lightning_module.inference.tagger import Tagger, find_checkpoint
+        from lightning_module.inference.tagger import Tagger, default_model
 
-        model_path = checkpoint or str(find_checkpoint())
+        model_path = checkpoint or str(default_model())
         tagger = Tagger.from_file(model_path, device=device)
         for note in model_notes(tagger.spec):
             print(note, file=err)

@@ -24,7 +24,7 @@ from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
-import torch
+import numpy as np
 
 from lightning_module.inference.runners import Runner
 
@@ -54,7 +54,7 @@ def current_deadline() -> float | None:
 
 @dataclass
 class _Item:
-    windows: torch.Tensor  # (n, samples)
+    windows: np.ndarray  # (n, samples)
     future: Future
     enqueued: float = field(default_factory=time.monotonic)
 
@@ -63,7 +63,7 @@ class WindowBatcher:
     """Runs ``runner`` in one thread on batches gathered from many callers.
 
     Args:
-        runner: (batch, samples) float32 → dict of (batch, n) CPU tensors (``Tagger.runner``).
+        runner: (batch, samples) float32 numpy → dict of (batch, n) numpy (``Tagger.runner``).
         max_batch: most windows in one forward pass.
         max_wait: seconds the oldest waiting windows wait for others before running anyway.
 
@@ -91,7 +91,7 @@ class WindowBatcher:
         self._thread.start()
 
     # -- callers ----------------------------------------------------------------------------------
-    def submit(self, windows: torch.Tensor) -> Future:
+    def submit(self, windows: np.ndarray) -> Future:
         """Queue (n, samples) windows, n <= ``max_batch``; the future gives their raw outputs."""
         if windows.ndim != 2 or not 0 < len(windows) <= self.max_batch:
             raise ValueError(f"expected (1..{self.max_batch}, samples), got {tuple(windows.shape)}")
@@ -103,7 +103,7 @@ class WindowBatcher:
             self._cond.notify()
         return item.future
 
-    def __call__(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
+    def __call__(self, windows: np.ndarray) -> dict[str, np.ndarray]:
         """Run ``windows`` (any number) in shared batches and wait for them: the ``Runner``
         protocol. Honours this thread's :func:`deadline`.
 
@@ -124,7 +124,7 @@ class WindowBatcher:
             raise DeadlineExceeded("request deadline passed while waiting for the model") from err
         if len(outputs) == 1:
             return outputs[0]
-        return {k: torch.cat([o[k] for o in outputs]) for k in outputs[0]}
+        return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
 
     def close(self, timeout: float | None = None) -> None:
         """Run what is queued, then stop the thread (waiting at most ``timeout`` seconds)."""
@@ -175,7 +175,7 @@ class WindowBatcher:
                     self.cancelled += len(item.windows)
             if not live:
                 continue
-            batch = torch.cat([item.windows for item in live])
+            batch = np.concatenate([item.windows for item in live])
             try:
                 out = self.runner(batch)
             except Exception as err:  # e.g. out of memory: every waiting request gets it

@@ -190,3 +190,18 @@ def main(args: list[str] | None = None) -> TaggerCLI:
             cli.model, datamodule=cli.datamodule, ckpt_path=best or None, weights_only=True
         )
     return cli
+
+
+def run(args: list[str] | None = None) -> int:
+    """``scripts/train.py`` and ``audiotagger train``: train, and turn the errors a user can fix
+    (a bad manifest, unreadable audio, a checkpoint that cannot be used) into one line."""
+    from datamodules.audio import AudioError
+    from datamodules.manifest import ManifestError
+    from lightning_module.inference.errors import CheckpointError
+
+    try:
+        main(args)
+    except (ManifestError, AudioError, CheckpointError) as err:  # one line, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0

@@ -37,12 +37,29 @@ def test_json_output_has_all_three_heads(trained_checkpoint: Path, song_mp3: Pat
     assert 30 < out["features"]["tempo"] < 250 and -60 < out["features"]["loudness"] < 0
 
 
-def test_text_output_and_default_checkpoint(
+def test_the_default_model_is_the_shipped_one_never_a_checkpoint_lying_around(
     trained_checkpoint: Path, song_mp3: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
+    """No model named: the shipped model runs, and a (demo) checkpoint in ./checkpoints is not
+    picked up silently; without a shipped model that is one line, not a fallback."""
+    import lightning_module.inference.shipped as shipped
+    from scripts.export_onnx import main as export_main
+
     (tmp_path / "checkpoints").mkdir()
     shutil.copy(trained_checkpoint, tmp_path / "checkpoints" / "best-epoch=001.ckpt")
+    package = tmp_path / "package"
+    package.mkdir()
+    monkeypatch.setattr(shipped, "shipped_dir", lambda: package)
     monkeypatch.chdir(tmp_path)
+    assert main([str(song_mp3)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "shipped model is not installed" in err
+    assert "\n" not in err
+    assert (
+        export_main(["--checkpoint", str(trained_checkpoint), "--out", str(package / "model.onnx")])
+        == 0
+    )
+    capsys.readouterr()
     assert main([str(song_mp3)]) == 0
     text = capsys.readouterr().out
     for word in ("genre:", "mood:", "tempo", "BPM", "loudness", "dB", "danceability"):

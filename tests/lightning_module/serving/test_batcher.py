@@ -8,8 +8,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
-import torch
 
 from lightning_module.serving.batcher import DeadlineExceeded, WindowBatcher, deadline
 from lightning_module.serving.limits import (
@@ -28,22 +28,24 @@ class Recorder:
         self.shapes: list[tuple[int, int]] = []
         self.delay = delay
 
-    def __call__(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
+    def __call__(self, windows: np.ndarray) -> dict[str, np.ndarray]:
         self.shapes.append(tuple(windows.shape))
         time.sleep(self.delay)
         return {
-            "sum": windows.sum(-1, keepdim=True),
-            "length": torch.full((len(windows), 1), float(windows.shape[-1])),
+            "sum": windows.sum(-1, keepdims=True),
+            "length": np.full((len(windows), 1), float(windows.shape[-1])),
         }
 
 
 def test_concurrent_callers_share_passes_and_get_their_own_rows() -> None:
     runner = Recorder(delay=0.02)
     batcher = WindowBatcher(runner, max_batch=64, max_wait=0.05)
-    inputs = [torch.full((5, 100), float(i)) + torch.arange(5.0)[:, None] for i in range(16)]
+    inputs = [
+        np.full((5, 100), float(i), dtype=np.float32) + np.arange(5.0)[:, None] for i in range(16)
+    ]
     start = threading.Barrier(16)
 
-    def call(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def call(x: np.ndarray) -> dict[str, np.ndarray]:
         start.wait()
         return batcher(x)
 
@@ -51,7 +53,7 @@ def test_concurrent_callers_share_passes_and_get_their_own_rows() -> None:
         outputs = list(pool.map(call, inputs))
     batcher.close()
     for x, out in zip(inputs, outputs, strict=True):
-        assert torch.equal(out["sum"], x.sum(-1, keepdim=True))
+        assert np.array_equal(out["sum"], x.sum(-1, keepdims=True))
     assert batcher.forward_passes == len(runner.shapes) < 16
     assert batcher.windows_run == 80
     assert all(n <= 64 for n, _ in runner.shapes)
@@ -61,13 +63,13 @@ def test_lengths_never_share_a_batch_and_big_calls_are_split() -> None:
     runner = Recorder()
     batcher = WindowBatcher(runner, max_batch=8, max_wait=0.05)
     with ThreadPoolExecutor(3) as pool:
-        long = pool.submit(batcher, torch.ones(20, 50))
-        short = pool.submit(batcher, torch.ones(1, 30))
-        other = pool.submit(batcher, torch.ones(3, 50))
+        long = pool.submit(batcher, np.ones((20, 50), dtype=np.float32))
+        short = pool.submit(batcher, np.ones((1, 30), dtype=np.float32))
+        other = pool.submit(batcher, np.ones((3, 50), dtype=np.float32))
         results = long.result(), short.result(), other.result()
     batcher.close()
-    assert results[0]["sum"].shape == (20, 1) and torch.all(results[0]["length"] == 50)
-    assert torch.all(results[1]["length"] == 30) and torch.all(results[2]["length"] == 50)
+    assert results[0]["sum"].shape == (20, 1) and np.all(results[0]["length"] == 50)
+    assert np.all(results[1]["length"] == 30) and np.all(results[2]["length"] == 50)
     assert all(n <= 8 for n, _ in runner.shapes)
     assert {length for _, length in runner.shapes} == {30, 50}
 
@@ -75,15 +77,15 @@ def test_lengths_never_share_a_batch_and_big_calls_are_split() -> None:
 def test_deadline_cancels_waiting_windows() -> None:
     gate = threading.Event()
 
-    def blocked(windows: torch.Tensor) -> dict[str, torch.Tensor]:
+    def blocked(windows: np.ndarray) -> dict[str, np.ndarray]:
         gate.wait(10)
         return {"x": windows[:, :1]}
 
     batcher = WindowBatcher(blocked, max_batch=4, max_wait=0.0)
-    first = batcher.submit(torch.ones(4, 10))  # occupies the model thread
+    first = batcher.submit(np.ones((4, 10), dtype=np.float32))  # occupies the model thread
     time.sleep(0.05)
     with deadline(time.monotonic() + 0.05), pytest.raises(DeadlineExceeded):
-        batcher(torch.ones(2, 10))
+        batcher(np.ones((2, 10), dtype=np.float32))
     gate.set()
     assert first.result(5)["x"].shape == (4, 1)
     batcher.close(5)
@@ -91,15 +93,15 @@ def test_deadline_cancels_waiting_windows() -> None:
 
 
 def test_runner_errors_reach_every_waiting_caller() -> None:
-    def broken(windows: torch.Tensor) -> dict[str, torch.Tensor]:
+    def broken(windows: np.ndarray) -> dict[str, np.ndarray]:
         raise RuntimeError("out of memory")
 
     batcher = WindowBatcher(broken, max_batch=4, max_wait=0.0)
     with pytest.raises(RuntimeError, match="out of memory"):
-        batcher(torch.ones(2, 10))
+        batcher(np.ones((2, 10), dtype=np.float32))
     batcher.close()
     with pytest.raises(RuntimeError, match="closed"):
-        batcher.submit(torch.ones(1, 10))
+        batcher.submit(np.ones((1, 10), dtype=np.float32))
 
 
 def test_gate() -> None:
