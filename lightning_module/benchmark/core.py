@@ -434,7 +434,7 @@ def measure_inference(checkpoint: Path, clip: Path, cfg: BenchmarkConfig) -> dic
     """Warm real-time factors of forward-only and full ``predict_file``, and the cold start."""
     tagger = Tagger.from_checkpoint(checkpoint, device=cfg.device)
     wave = tagger.load(clip)
-    seconds = wave.numel() / tagger.sample_rate
+    seconds = wave.shape[-1] / tagger.sample_rate
 
     def forward() -> None:
         tagger.window_outputs(wave)
