@@ -42,7 +42,7 @@ from datamodules.io import atomic_open
 log = logging.getLogger(__name__)
 
 #: Bump when what a cache holds changes for the same inputs (decoder, format of the files).
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: soxr resamples (was torchaudio)
 INT16_SCALE = 32767.0
 #: Clips shorter than this many seconds are excluded (not enough audio for one crop).
 MIN_CLIP_SECONDS = 0.1
