@@ -5,18 +5,18 @@ Vorbis/Opus, mp3, aiff, au, caf, ...) is the fast path and is tried first; whate
 open, or fails to decode, goes to PyAV (the FFmpeg libraries inside its wheel): m4a/AAC, ALAC,
 WMA, Opus/Vorbis in WebM/Matroska, the audio track of MP4/MKV/MOV video, AC-3, WavPack, ... A
 container's first audio stream is used. Either way the channels are averaged to mono and
-torchaudio resamples, so training (through the cache) and prediction, which both call
-:func:`load_audio`, see identical input. :func:`stream_audio` yields the same waveform in blocks,
-in bounded memory, for files too long to decode whole.
+soxr (libsoxr, the resampler librosa uses) resamples, so training (through the cache) and
+prediction, which both call :func:`load_audio`, see identical input. :func:`stream_audio` yields
+the same waveform in blocks, in bounded memory, for files too long to decode whole: both feed one
+``soxr.ResampleStream``, whose output does not depend on how its input is chunked.
+Waveforms are float32 numpy arrays; this module imports no torch (the runtime has none).
 Every failure is an :class:`AudioError` whose message is one line naming the file and the reason.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
-import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio.functional as AF
+import soxr
 
 if TYPE_CHECKING:  # PyAV is imported on first use: most runs only ever meet wav/flac/mp3
     import av.container
@@ -101,9 +100,12 @@ TAIL_SLACK_FRAMES = 8192
 MAX_BAD_PACKETS = 32
 #: Codec tags of DRM-protected tracks (iTunes FairPlay audio/video, encrypted ISO BMFF entries).
 DRM_CODEC_TAGS = frozenset({"drms", "drmi", "enca", "encv"})
-# torchaudio's sinc resampler defaults (AF.resample), needed to size the streaming context.
-_LOWPASS_FILTER_WIDTH = 6
-_ROLLOFF = 0.99
+#: soxr's quality preset ("HQ": 20-bit precision, the preset librosa's default ``soxr_hq`` uses).
+SOXR_QUALITY = "HQ"
+#: libsndfile reads mp3 in pieces of at least this many frames: its mp3 reader (libmpg123) can
+#: glitch at a read boundary (docs/reliability.md), so a streamed mp3 shorter than this is read in
+#: one piece, exactly as :func:`load_audio` reads it (~95 s at 44.1 kHz; 32 MB of stereo float32).
+MP3_READ_FRAMES = 1 << 22
 
 
 class AudioError(ValueError):
@@ -416,6 +418,8 @@ def _sf_blocks(
         elif start:
             f.seek(start)
         remaining = -1 if duration is None else int(round(duration * rate))
+        if block_frames is not None and f.format == "MP3":
+            block_frames = max(block_frames, MP3_READ_FRAMES)  # few read boundaries (see above)
         while True:
             want = remaining if block_frames is None or 0 <= remaining < block_frames else None
             n = block_frames if want is None else want
@@ -516,50 +520,46 @@ def classify_path(path: str | os.PathLike) -> Literal["audio", "sidecar", "hidde
     return "unknown"
 
 
-def resample(wave: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
-    """Resample ``wave`` (..., time) from ``orig_sr`` to ``new_sr`` Hz (torchaudio sinc)."""
+def resample(wave: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
+    """Resample a (samples,) float32 waveform from ``orig_sr`` to ``new_sr`` Hz with soxr, as
+    :func:`load_audio` does (not clamped)."""
+    wave = np.asarray(wave, dtype=np.float32)
     if orig_sr == new_sr:
         return wave
-    return AF.resample(wave, orig_sr, new_sr)
+    stream = soxr.ResampleStream(orig_sr, new_sr, 1, dtype="float32", quality=SOXR_QUALITY)
+    head = stream.resample_chunk(np.ascontiguousarray(wave), last=False)
+    return np.concatenate([head, stream.resample_chunk(np.zeros(0, np.float32), last=True)])
 
 
-@functools.lru_cache(maxsize=16)
-def _sinc_kernel(orig_sr: int, new_sr: int) -> tuple[torch.Tensor, int] | None:
-    """torchaudio's resampling kernel for orig_sr -> new_sr, built once rather than per block (it
-    costs ~10 ms, as much as resampling a second of audio). It is what AF.resample builds for a
-    float32 CPU waveform, through the same private helper; None if that helper has moved."""
-    try:
-        from torchaudio.functional.functional import _get_sinc_resample_kernel
+def _resampled(
+    path: Path, blocks: Iterator[tuple[int, np.ndarray]], new_sr: int
+) -> Iterator[np.ndarray]:
+    """Resample a stream of (rate, mono float32) blocks to ``new_sr`` and clamp to [-1, 1].
 
-        gcd = math.gcd(orig_sr, new_sr)
-        return _get_sinc_resample_kernel(
-            orig_sr,
-            new_sr,
-            gcd,
-            _LOWPASS_FILTER_WIDTH,
-            _ROLLOFF,
-            "sinc_interp_hann",
-            None,
-            torch.device("cpu"),
-            torch.float32,
-        )
-    except Exception:  # an older/newer torchaudio: per-block AF.resample is correct, just slower
-        return None
-
-
-def _resample_window(wave: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
-    """:func:`resample` of a (samples,) float32 window, with the kernel cached."""
-    cached = _sinc_kernel(orig_sr, new_sr)
-    if cached is not None:
-        try:
-            from torchaudio.functional.functional import _apply_sinc_resample_kernel
-
-            kernel, width = cached
-            gcd = math.gcd(orig_sr, new_sr)
-            return _apply_sinc_resample_kernel(wave, orig_sr, new_sr, gcd, kernel, width)
-        except (ImportError, TypeError):
-            pass
-    return resample(wave, orig_sr, new_sr)
+    :func:`load_audio` and :func:`stream_audio` both go through here: one
+    ``soxr.ResampleStream`` per file, fed block by block and flushed at the end, whose output is
+    the same, bit for bit, however the input is cut into blocks (tested). So the stream,
+    concatenated, is the whole-file decode.
+    """
+    stream: soxr.ResampleStream | None = None
+    rate = None
+    for block_rate, block in blocks:
+        if rate is None:
+            rate = block_rate
+            if rate != new_sr:
+                stream = soxr.ResampleStream(rate, new_sr, 1, dtype="float32", quality=SOXR_QUALITY)
+        elif block_rate != rate:
+            raise AudioError(f"{path}: cannot decode (sample rate changes, {rate} → {block_rate})")
+        if stream is None:
+            out = np.array(block, dtype=np.float32)  # a copy: never clamp the decoder's buffer
+        else:
+            out = stream.resample_chunk(np.ascontiguousarray(block, dtype=np.float32), last=False)
+        if out.size:
+            yield np.clip(out, -1.0, 1.0, out=out)
+    if stream is not None:
+        out = stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        if out.size:
+            yield np.clip(out, -1.0, 1.0, out=out)
 
 
 def _checked_info(path: str | os.PathLike, offset: float) -> AudioInfo:
@@ -580,7 +580,7 @@ def load_audio(
     duration: float | None = None,
     min_duration: float = 0.0,
     allow_silence: bool = True,
-) -> torch.Tensor:
+) -> np.ndarray:
     """Decode ``path`` to a mono float32 waveform at ``sample_rate`` Hz.
 
     Args:
@@ -594,7 +594,7 @@ def load_audio(
         allow_silence: when False, refuse digitally silent audio.
 
     Returns:
-        Tensor of shape (samples,), float32 in [-1, 1].
+        Array of shape (samples,), float32 in [-1, 1].
 
     Raises:
         AudioError: missing, empty, corrupt, wrong-format, DRM-protected, no audio stream, too
@@ -602,19 +602,19 @@ def load_audio(
     """
     info = _checked_info(path, offset)
     path = Path(path)
-    blocks = list(_source_blocks(path, info, offset, duration, block_frames=None))
-    if not blocks or sum(b.size for _, b in blocks) == 0:
+    blocks = _source_blocks(path, info, offset, duration, block_frames=None)
+    pieces = list(_resampled(path, blocks, sample_rate))
+    if not pieces:
         where = f" at offset {offset:g} s" if offset else ""
         raise AudioError(f"{path}: no audio samples{where}")
-    rate = blocks[0][0]
-    mono = torch.from_numpy(
-        blocks[0][1] if len(blocks) == 1 else np.concatenate([b for _, b in blocks])
-    )
-    wave = resample(mono, rate, sample_rate).clamp_(-1.0, 1.0)
-    seconds = wave.numel() / sample_rate
+    wave = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+    seconds = wave.size / sample_rate
     if seconds < min_duration:
         raise AudioError(f"{path}: too short ({seconds:.2f} s < {min_duration:g} s)")
-    if not allow_silence and float(wave.pow(2).mean().sqrt()) < SILENCE_RMS:
+    if (
+        not allow_silence
+        and float(np.sqrt(np.mean(np.square(wave, dtype=np.float64)))) < SILENCE_RMS
+    ):
         raise AudioError(f"{path}: audio is silent")
     return wave
 
@@ -625,20 +625,22 @@ def stream_audio(
     block_seconds: float = STREAM_BLOCK_SECONDS,
     offset: float = 0.0,
     duration: float | None = None,
-) -> Iterator[torch.Tensor]:
+) -> Iterator[np.ndarray]:
     """Decode ``path`` block by block, in memory bounded by the block size, not the file length.
 
     The header is read (and its errors raised) at the call; decoding happens as blocks are taken.
     Concatenated, the blocks equal ``load_audio(path, sample_rate, offset, duration)``: the same
-    decoder, downmix and torchaudio resampler, the resampler run on overlapping windows whose
-    edges are discarded, so they agree to float rounding (max abs difference ~1e-7).
+    decoder, downmix and ``soxr.ResampleStream``, fed in blocks instead of in one piece, which
+    gives the same samples (max abs difference 0 in the tests). One exception: libsndfile reads an
+    mp3 longer than :data:`MP3_READ_FRAMES` in pieces, and its decoder may glitch at a piece
+    boundary (docs/reliability.md).
 
     Args:
         path, sample_rate, offset, duration: as for :func:`load_audio`.
         block_seconds: length of each block in seconds (at ``sample_rate``).
 
     Yields:
-        Tensors of shape (round(block_seconds * sample_rate),), float32 in [-1, 1], at
+        Arrays of shape (round(block_seconds * sample_rate),), float32 in [-1, 1], at
         ``sample_rate`` Hz; the last block holds the remainder and may be shorter.
 
     Raises:
@@ -661,81 +663,33 @@ def _stream(
     sample_rate: int,
     out_block: int,
     offset: float,
-) -> Iterator[torch.Tensor]:
-    pending: list[torch.Tensor] = []
+) -> Iterator[np.ndarray]:
+    pending: list[np.ndarray] = []
     n_pending = 0
     produced = False
-    for piece in _resample_blocks(path, blocks, sample_rate):
-        pending.append(piece.clamp_(-1.0, 1.0))
-        n_pending += piece.numel()
+    for piece in _resampled(path, blocks, sample_rate):
+        pending.append(piece)
+        n_pending += piece.size
         while n_pending >= out_block:
-            joined = torch.cat(pending)
+            joined = np.concatenate(pending) if len(pending) > 1 else pending[0]
             produced = True
-            yield joined[:out_block].clone()  # clone: do not keep the rest alive through a view
+            yield joined[:out_block].copy()  # a copy: do not keep the rest alive through a view
             pending, n_pending = [joined[out_block:]], n_pending - out_block
     if n_pending:
         produced = True
-        yield torch.cat(pending)
+        yield np.concatenate(pending)
     if not produced:
         where = f" at offset {offset:g} s" if offset else ""
         raise AudioError(f"{path}: no audio samples{where}")
 
 
-def _resample_blocks(
-    path: Path, blocks: Iterator[tuple[int, np.ndarray]], new_sr: int
-) -> Iterator[torch.Tensor]:
-    """Resample a stream of (rate, samples) blocks exactly as one :func:`resample` call would.
-
-    torchaudio's sinc resampler is a strided convolution: with o:n the reduced rate ratio, output
-    group k (n samples) is computed from input [k*o - width, k*o + o + width), zero beyond the
-    signal. So every window we pass starts on a multiple of o, carries at least ``width``
-    samples of real context on each side, and only the groups whose support lies inside it are
-    kept; the first window starts at sample 0 and the last one ends at the end of the signal,
-    where torchaudio's own zero padding is the same as for the whole file.
-    """
-    buf = np.zeros(0, dtype=np.float32)
-    buf_start = 0  # index in the whole signal of buf[0]
-    done = 0  # outputs are emitted for input [0, done); done is a multiple of o
-    rate = None
-    o = n = width = context = 0
-    for block_rate, block in blocks:
-        if rate is None:
-            rate = block_rate
-            g = math.gcd(rate, new_sr)
-            o, n = rate // g, new_sr // g
-            # the kernel half-width torchaudio uses, plus one group of margin for rounding
-            width = math.ceil(_LOWPASS_FILTER_WIDTH * o / (min(o, n) * _ROLLOFF))
-            context = (math.ceil(width / o) + 1) * o
-        elif block_rate != rate:
-            raise AudioError(f"{path}: cannot decode (sample rate changes, {rate} → {block_rate})")
-        if rate == new_sr:
-            yield torch.from_numpy(block)
-            continue
-        buf = np.concatenate([buf, block]) if buf.size else block
-        end = buf_start + buf.size
-        ready = ((end - width - 1) // o) * o  # groups before this have their full support
-        if ready <= done:
-            continue
-        lo = max(0, done - context)
-        out = _resample_window(torch.from_numpy(buf[lo - buf_start :]), rate, new_sr)
-        yield out[(done - lo) // o * n : (ready - lo) // o * n]
-        done = ready
-        keep = max(0, done - context)
-        buf, buf_start = buf[keep - buf_start :], keep
-    if rate is None or rate == new_sr:
-        return
-    lo = max(0, done - context)
-    if buf_start + buf.size > done:
-        out = _resample_window(torch.from_numpy(buf[lo - buf_start :]), rate, new_sr)
-        yield out[(done - lo) // o * n :]
-
-
-def fix_length(wave: torch.Tensor, length: int) -> torch.Tensor:
+def fix_length(wave: np.ndarray, length: int) -> np.ndarray:
     """Crop or zero-pad the last axis of ``wave`` to exactly ``length`` samples."""
     n = wave.shape[-1]
     if n >= length:
         return wave[..., :length]
-    return torch.nn.functional.pad(wave, (0, length - n))
+    pad = [(0, 0)] * (wave.ndim - 1) + [(0, length - n)]
+    return np.pad(wave, pad)
 
 
 def window_starts(n_samples: int, window: int, hop: int, min_tail: int = 0) -> list[int]:
@@ -769,10 +723,10 @@ def window_weights(starts: list[int], n_samples: int, window: int, hop: int) -> 
     ]
 
 
-def frame_windows(wave: torch.Tensor, window: int, hop: int) -> torch.Tensor:
+def frame_windows(wave: np.ndarray, window: int, hop: int) -> np.ndarray:
     """Split a (samples,) waveform into (n_windows, window) windows (see window_starts)."""
-    return torch.stack(
-        [fix_length(wave[s : s + window], window) for s in window_starts(wave.numel(), window, hop)]
+    return np.stack(
+        [fix_length(wave[s : s + window], window) for s in window_starts(wave.size, window, hop)]
     )
 
 

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     rate = MUSICNN_FRONTEND["sample_rate"]
     x, ids = describe(
         rows,
-        lambda path: load_audio(path, rate, min_duration=1.0),
+        lambda path: torch.from_numpy(load_audio(path, rate, min_duration=1.0)),
         descriptor,
         cache=out / f"descriptors_{args.max_patches}.npz",
         progress=not args.quiet,

@@ -42,7 +42,7 @@ from datamodules.io import atomic_open
 log = logging.getLogger(__name__)
 
 #: Bump when what a cache holds changes for the same inputs (decoder, format of the files).
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: soxr resamples (was torchaudio)
 INT16_SCALE = 32767.0
 #: Clips shorter than this many seconds are excluded (not enough audio for one crop).
 MIN_CLIP_SECONDS = 0.1
@@ -139,7 +139,7 @@ def _decode(path: str, sample_rate: int, max_seconds: float | None = None) -> np
     except Exception as err:  # never let one bad file stop the build
         return f"{path}: {type(err).__name__}: {' '.join(str(err).split())}"
     # load_audio clamps to [-1, 1], so the rounded values fit int16.
-    return np.round(wave.numpy() * INT16_SCALE).astype(np.int16)
+    return np.round(wave * INT16_SCALE).astype(np.int16)
 
 
 def _decode_in_order(
@@ -149,7 +149,7 @@ def _decode_in_order(
 
     At most ``2 * workers`` clips are in flight, so memory stays bounded however large the
     manifest (``Executor.map`` would queue every file at once). Threads rather than processes:
-    libsndfile and torch release the GIL, and threads avoid forking a process that has already
+    libsndfile and soxr release the GIL, and threads avoid forking a process that has already
     started torch's thread pools.
     """
     with ThreadPoolExecutor(workers) as pool:

@@ -178,7 +178,7 @@ def _analyse_signal(
         if not todo:
             continue
         try:
-            wave = load_audio(path, tempo_teacher.SAMPLE_RATE).numpy()
+            wave = load_audio(path, tempo_teacher.SAMPLE_RATE)
         except AudioError as err:
             problems.append((key, "bad audio", str(err)))
             continue

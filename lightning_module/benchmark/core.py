@@ -258,9 +258,10 @@ class NaiveDataset(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         wave = load_audio(self.paths[index], self.sample_rate)
-        start = int(torch.randint(0, max(wave.numel() - self.crop, 0) + 1, ()))
+        start = int(torch.randint(0, max(wave.size - self.crop, 0) + 1, ()))
+        crop = torch.from_numpy(fix_length(wave[start : start + self.crop], self.crop))
         with torch.no_grad():
-            return self.frontend(fix_length(wave[start : start + self.crop], self.crop)[None])[0]
+            return self.frontend(crop[None])[0]
 
 
 def _loader_rate(dataset: Dataset, batch_size: int, passes: int = 1, on_batch=None) -> float:
@@ -433,7 +434,7 @@ def measure_inference(checkpoint: Path, clip: Path, cfg: BenchmarkConfig) -> dic
     """Warm real-time factors of forward-only and full ``predict_file``, and the cold start."""
     tagger = Tagger.from_checkpoint(checkpoint, device=cfg.device)
     wave = tagger.load(clip)
-    seconds = wave.numel() / tagger.sample_rate
+    seconds = wave.shape[-1] / tagger.sample_rate
 
     def forward() -> None:
         tagger.window_outputs(wave)

@@ -137,7 +137,7 @@ def copy_and_excerpt_retrieval(
         x, _ = render_clip(genre, mood, seconds, sr, rng)
         mp3 = work_dir / f"song{i:03d}.mp3"
         sf.write(mp3, x, sr, format="MP3")
-        decoded = load_audio(mp3, sr).numpy()  # a real transcode: mp3 → PCM → Vorbis
+        decoded = load_audio(mp3, sr)  # a real transcode: mp3 → PCM → Vorbis
         ogg = work_dir / f"song{i:03d}_copy.ogg"
         sf.write(ogg, decoded, sr, format="OGG", subtype="VORBIS")
         start = int((seconds - 30.0) * sr)

@@ -46,7 +46,7 @@ def measure_teachers(work_dir: Path, n: int = 8) -> dict[str, Any]:
     decode = tempo_s = loud_s = 0.0
     for path in paths:
         start = time.perf_counter()
-        wave = load_audio(path, tempo.SAMPLE_RATE).numpy()
+        wave = load_audio(path, tempo.SAMPLE_RATE)
         decode += time.perf_counter() - start
         start = time.perf_counter()
         tempo.estimate_tempo(wave, tempo.SAMPLE_RATE)

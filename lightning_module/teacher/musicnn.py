@@ -258,21 +258,22 @@ class MusicnnTeacher:
         ]
         return np.concatenate(batches).astype(np.float32)
 
-    def mel(self, wave: torch.Tensor) -> np.ndarray:
-        """(samples,) waveform at 16 kHz → (frames, 96) float32 log-mel, musicnn's layout."""
+    def mel(self, wave: torch.Tensor | np.ndarray) -> np.ndarray:
+        """(samples,) waveform at 16 kHz (a tensor or, as load_audio returns it, an array) →
+        (frames, 96) float32 log-mel, musicnn's layout."""
         with torch.inference_mode():
-            return self.frontend(wave.float()[None])[0, 0].T.numpy()
+            return self.frontend(torch.as_tensor(wave).float()[None])[0, 0].T.numpy()
 
-    def taggram(self, wave: torch.Tensor) -> np.ndarray:
+    def taggram(self, wave: torch.Tensor | np.ndarray) -> np.ndarray:
         """(samples,) waveform at 16 kHz → (n_patches, n_tags) tag probabilities per 3 s patch."""
         logits = self.logits_of(patches(self.mel(wave)))
         return 1.0 / (1.0 + np.exp(-logits))
 
-    def tag(self, wave: torch.Tensor) -> np.ndarray:
+    def tag(self, wave: torch.Tensor | np.ndarray) -> np.ndarray:
         """(samples,) waveform at 16 kHz → (n_tags,) clip probabilities (patches averaged)."""
         return self.taggram(wave).mean(axis=0)
 
-    def top_tags(self, wave: torch.Tensor, top: int = 3) -> list[tuple[str, float]]:
+    def top_tags(self, wave: torch.Tensor | np.ndarray, top: int = 3) -> list[tuple[str, float]]:
         """The ``top`` most probable tags of a 16 kHz waveform, as musicnn spells them."""
         probabilities = self.tag(wave)
         names = raw_tag_names(self.model)

@@ -168,8 +168,10 @@ def build(mapping: dict | None, out: str | os.PathLike) -> TeacherSummary:
                 raise AudioError(f"{audio}: file not found")
             value = cache.get(audio)
             if value is None:
-                wave = load_audio(
-                    audio, SAMPLE_RATE, min_duration=config.min_duration, allow_silence=False
+                wave = torch.from_numpy(
+                    load_audio(
+                        audio, SAMPLE_RATE, min_duration=config.min_duration, allow_silence=False
+                    )
                 )
                 # Loaded only when a clip is not cached.
                 model = model or FrozenMusicnn(config.weights).to(config.device)

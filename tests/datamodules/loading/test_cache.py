@@ -45,7 +45,7 @@ def test_cached_crop_equals_decoded_crop_sample_for_sample(tmp_path: Path) -> No
     cache = build_cache(df, tmp_path / "cache", SR, progress=False)
     assert cache.built and len(cache) == len(df) and cache.skipped.empty
     for track_id, path in zip(df["track_id"], df["audio_path"], strict=True):
-        decoded = load_audio(path, SR).numpy()
+        decoded = load_audio(path, SR)
         assert cache.length(track_id) == len(decoded)
         offset, _ = cache.offsets[track_id]
         stored = np.asarray(cache.pcm[offset + 1000 : offset + 9000])
@@ -104,7 +104,7 @@ def test_damaged_cache_is_rebuilt(tmp_path: Path) -> None:
         f.truncate(1000)  # e.g. a disk that filled up after the index was written
     rebuilt = build_cache(df, tmp_path / "cache", SR, progress=False)
     assert rebuilt.built
-    decoded = load_audio(df.at[1, "audio_path"], SR).numpy()
+    decoded = load_audio(df.at[1, "audio_path"], SR)
     np.testing.assert_array_equal(
         rebuilt.read("t1"), np.round(decoded * INT16_SCALE).astype(np.float32) / INT16_SCALE
     )

@@ -49,7 +49,7 @@ def test_probe_on_synthetic_splits_is_resumable(
 
     def load(path: str) -> torch.Tensor:
         calls.append(path)
-        return load_audio(path, 16000)
+        return torch.from_numpy(load_audio(path, 16000))
 
     cache = tmp_path / "descriptors.npz"
     x, ids = describe(rows, load, descriptor, cache=cache, progress=False)

@@ -115,7 +115,7 @@ def test_timeline_one_prediction_per_window(tagger: Tagger, library: Path, tmp_p
     path = library / "a_rock.wav"
     timeline = tagger.timeline(path, offset=1.0)
     wave = load_audio(path, tagger.sample_rate, offset=1.0)
-    starts = window_starts(wave.numel(), tagger.window, tagger.hop)
+    starts = window_starts(wave.size, tagger.window, tagger.hop)
     assert [w.start for w in timeline] == pytest.approx([1.0 + s / 16000 for s in starts])
     for w, s in zip(timeline, starts, strict=True):
         _close(w, tagger.predict_waveform(wave[s : s + tagger.window], str(path), 1.0 + s / 16000))

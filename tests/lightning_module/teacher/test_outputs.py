@@ -117,7 +117,7 @@ def test_the_teacher_checkpoint_reproduces_its_window_outputs(built) -> None:
     df = read_manifest(out / "manifest.csv").set_index("track_id")
     track = outputs.track_ids[3]
     span = outputs.windows(track)
-    wave = load_audio(df.at[track, "audio_path"], 16000)
+    wave = torch.from_numpy(load_audio(df.at[track, "audio_path"], 16000))
     start = int(round(float(outputs.start[span][0]) * 16000))
     window = torch.nn.functional.pad(wave[start : start + 48000], (0, 48000))[:48000]
     with torch.no_grad():
