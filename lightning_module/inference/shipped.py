@@ -15,6 +15,7 @@ Torch-free: this module only finds files. A missing file is a one-line :class:`S
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -103,3 +104,20 @@ def default_model() -> Path:
     trained is used only when named (``--checkpoint`` / ``--onnx``), so a synthetic demo in
     ``checkpoints/`` is never picked up silently for real audio."""
     return shipped_onnx()
+
+
+def shipped_details(model: str | os.PathLike) -> dict[str, Any] | None:
+    """When ``model`` is one of the shipped model's files: its id, version, weights licence and
+    model card (what the service's ``GET /v1/model`` adds); else None."""
+    try:
+        files = {shipped_onnx().resolve(), shipped_checkpoint().resolve()}
+        if Path(model).resolve() not in files:
+            return None
+        info = shipped_info()
+        return {
+            "model_id": info.model_id,
+            "weights_license": info.weights_license,
+            "card": shipped_card(),
+        }
+    except ShippedModelError:
+        return None

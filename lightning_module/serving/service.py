@@ -97,6 +97,7 @@ class TaggingService:
             max_windows=base.max_windows,
         )
         self.tagger.hop = base.hop  # exactly the base tagger's windows (no overlap round trip)
+        self.tagger.min_tail = base.min_tail
         # One thread per request in progress (it decodes block by block, handing windows to the
         # batcher as they come): the gate, not this pool, is what bounds concurrency.
         self.gate = ConcurrencyGate(self.limits.max_concurrent)
@@ -212,8 +213,12 @@ class TaggingService:
                 entry["trained"] = name in trained
                 entry["trained_on"] = basis(name)
             features.append(entry)
+        from lightning_module.inference.shipped import shipped_details
+
         return {
             "model": Path(self.config.model).name,
+            # the shipped model: its id, weights licence and model card (markdown)
+            "shipped": shipped_details(self.config.model),
             "runner": self.runner_kind,
             "format_version": spec.format_version,
             "backbone": spec.backbone,

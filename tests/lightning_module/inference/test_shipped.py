@@ -121,3 +121,16 @@ def test_numpy_path_matches_torch_path_on_real_clips(shipped: Path) -> None:
         pytest.skip("../shared/data is absent")
     for clip in clips:
         _parity(clip)
+
+
+def test_the_service_describes_the_shipped_model_with_its_card(shipped: Path) -> None:
+    from lightning_module.serving.service import ServiceConfig, TaggingService
+
+    service = TaggingService(ServiceConfig(model=shipped_onnx()))
+    try:
+        info = service.model_info()
+    finally:
+        service.close()
+    assert info["shipped"]["model_id"] == shipped_info().model_id
+    assert info["shipped"]["card"] == shipped_card()
+    assert info["runner"] == "onnx" and not info["synthetic_only"]
