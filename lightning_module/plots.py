@@ -10,7 +10,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from lightning_module.inference.output import TIMELINE_FEATURES
+from lightning_module.inference.formats.text import TIMELINE_FEATURES
 from lightning_module.inference.tagger import ClipPrediction
 
 

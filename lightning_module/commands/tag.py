@@ -29,14 +29,15 @@ from datamodules.sources.spotify_preview import (  # noqa: E402
     spotify_track_id,
 )
 from lightning_module.console import quiet_native_decoders  # noqa: E402
-from lightning_module.inference.library import (
-    LibraryError,  # noqa: E402
-    tag_library,  # noqa: E402
-)
-from lightning_module.inference.output import (  # noqa: E402
+from lightning_module.inference.formats.json_lines import prediction_dict  # noqa: E402
+from lightning_module.inference.formats.text import (  # noqa: E402
     format_prediction,
     format_timeline,
     model_notes,
+)
+from lightning_module.inference.library import (
+    LibraryError,  # noqa: E402
+    tag_library,  # noqa: E402
 )
 from lightning_module.inference.tagger import ModelError, Tagger, default_model  # noqa: E402
 
@@ -151,14 +152,14 @@ def _run(args: argparse.Namespace) -> int:
 
                     print(f"plot: {plot_timeline(windows, args.plot)}", file=sys.stderr)
                 print(
-                    json.dumps([w.to_dict(args.top) for w in windows], indent=2)
+                    json.dumps([prediction_dict(w, args.top) for w in windows], indent=2)
                     if args.json
                     else format_timeline(windows)
                 )
             else:
                 prediction = tagger.predict_file(audio, args.offset, args.duration)
                 print(
-                    json.dumps(prediction.to_dict(args.top), indent=2)
+                    json.dumps(prediction_dict(prediction, args.top), indent=2)
                     if args.json
                     else format_prediction(prediction, args.top)
                 )

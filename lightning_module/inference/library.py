@@ -41,8 +41,8 @@ from typing import IO, Any
 from datamodules.audio import AUDIO_EXTENSIONS, AudioError, classify_path
 from datamodules.io import atomic_open, write_json_atomic
 from lightning_module.console import write_line
-from lightning_module.inference.output import prediction_columns, prediction_record
-from lightning_module.inference.tagger import ClipPrediction, Tagger
+from lightning_module.inference.formats.results import FORMATS, PredictionWriter, RowFormat
+from lightning_module.inference.tagger import Tagger
 
 #: ``tags.csv`` → ``tags.csv.state.json``: which model and settings wrote the table.
 STATE_SUFFIX = ".state.json"
@@ -141,6 +141,12 @@ def list_library(folder: str | os.PathLike, exclude: Iterable[str | os.PathLike]
     return listing
 
 
+def audio_files(folder: str | os.PathLike) -> list[Path]:
+    """Audio files under ``folder`` (recursively, by name: :func:`list_library`), sorted;
+    hidden files and folders left out."""
+    return list_library(folder).audio
+
+
 def _unknown_format(path: Path) -> str:
     suffix = path.suffix
     what = f"'{suffix}' is not an audio extension" if suffix else "no extension"
@@ -189,30 +195,14 @@ class LibraryReport:
 
 # -- the table ------------------------------------------------------------------------------------
 class _Table:
-    """How rows are written and read back: CSV (header, ``\\r\\n`` as the csv module writes) or
-    JSON lines (:meth:`ClipPrediction.to_dict`), each plus the :data:`IDENTITY_COLUMNS`."""
+    """A table as resuming reads it: the rows (:class:`RowFormat`: CSV or JSON lines, each plus
+    the :data:`IDENTITY_COLUMNS`) split back into their path, identity and raw text."""
 
-    def __init__(self, fmt: str, tagger: Tagger, top: int | None) -> None:
-        if fmt not in ("csv", "jsonl"):
-            raise ValueError(f"format must be 'csv' or 'jsonl', not {fmt!r}")
-        self.fmt, self.top = fmt, top
-        self.columns = [*prediction_columns(tagger.spec), *IDENTITY_COLUMNS]
+    def __init__(self, rows: RowFormat) -> None:
+        self.rows, self.fmt, self.columns = rows, rows.fmt, rows.columns
 
     def header(self) -> str:
-        if self.fmt == "jsonl":
-            return ""
-        text = io.StringIO()
-        csv.writer(text).writerow(self.columns)
-        return text.getvalue()
-
-    def row(self, prediction: ClipPrediction, identity: tuple[int, int]) -> str:
-        extra = dict(zip(IDENTITY_COLUMNS, identity, strict=True))
-        if self.fmt == "jsonl":
-            return json.dumps({**prediction.to_dict(self.top), **extra}) + "\n"
-        text = io.StringIO()
-        writer = csv.DictWriter(text, self.columns, extrasaction="ignore")
-        writer.writerow({**prediction_record(prediction), **extra})
-        return text.getvalue()
+        return self.rows.header()
 
     def read(self, text: str) -> tuple[str | None, list[tuple[str, tuple[int, int], str]], int]:
         """(header line or None, [(path, identity, raw text)] of the whole rows, count of torn
@@ -413,21 +403,12 @@ class _Appender:
         while data:
             data = data[os.write(self.fd, data) :]
 
+    def flush(self) -> None:
+        pass  # each write went to the file; close() syncs it
+
     def close(self) -> None:
         os.fsync(self.fd)
         os.close(self.fd)
-
-
-class _StreamWriter:
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-
-    def write(self, text: str) -> None:
-        self.stream.write(text)
-        self.stream.flush()  # a long run can be watched; an interrupted one keeps what it wrote
-
-    def close(self) -> None:
-        self.stream.flush()
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -509,16 +490,20 @@ def tag_library(
         identities[str(path)] = (st.st_size, st.st_mtime_ns)
         todo.append(path)
 
-    table = _Table(fmt, tagger, top)
-    writer: _Appender | _StreamWriter
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be 'csv' or 'jsonl', not {fmt!r}")
+    sink: _Appender | IO[str]
     if out is not None:
         expected = _expected_state(tagger, model, folder, fmt, top, offset, duration)  # type: ignore[arg-type]
+        table = _Table(RowFormat(fmt, tagger.spec, top, IDENTITY_COLUMNS))
         kept = _resume(out, table, expected, identities, force, report)
         todo = [p for p in todo if str(p) not in kept]
-        writer = _Appender(out)
+        sink = _Appender(out)
     else:
-        writer = _StreamWriter(stream)  # type: ignore[arg-type]
-        writer.write(table.header())
+        sink = stream  # type: ignore[assignment]
+    writer = PredictionWriter(
+        sink, fmt, tagger.spec, top, extra_columns=IDENTITY_COLUMNS, header=out is None
+    )
     try:
         results = tagger.predict_files(todo, offset, duration, decode_processes=workers)
         bar = tqdm(results, total=len(todo), unit="file", disable=not progress, leave=False)
@@ -526,8 +511,12 @@ def tag_library(
             if isinstance(result, AudioError):
                 skip(str(result), str(path))  # above the bar, not through it
             else:
-                writer.write(table.row(result, identities[str(path)]))
+                identity = dict(zip(IDENTITY_COLUMNS, identities[str(path)], strict=True))
+                writer.write(result, identity)
                 report.tagged += 1
     finally:
-        writer.close()
+        if isinstance(sink, _Appender):
+            sink.close()
+        else:
+            sink.flush()
     return report

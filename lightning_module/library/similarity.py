@@ -262,7 +262,7 @@ def update_index(
     """
     from tqdm.auto import tqdm
 
-    from lightning_module.inference.output import audio_files
+    from lightning_module.inference.library import audio_files
 
     index_path = Path(index_path)
     files = [os.path.realpath(p) for p in audio_files(folder)]
@@ -464,7 +464,7 @@ def model_info(model_path: str | os.PathLike, tagger: Any) -> dict[str, Any]:
     """What an index records about its model: identity (name + hash), path, embedding size,
     and the notes a user should read about it (``model_notes``: e.g. trained only on the
     synthetic demo set), so a query that loads no model can still say them."""
-    from lightning_module.inference.output import model_notes
+    from lightning_module.inference.formats.text import model_notes
     from lightning_module.library.write_tags import model_identity
 
     return {
@@ -553,7 +553,7 @@ def query_command(
 def _index_notes(index: LibraryIndex, tagger: Any) -> list[str]:
     """The notes about the model of an index: from the loaded model, else as the index
     recorded them, else (an index made before notes were recorded) from its model file."""
-    from lightning_module.inference.output import model_notes
+    from lightning_module.inference.formats.text import model_notes
 
     if tagger is not None:
         return model_notes(tagger.spec)

@@ -31,7 +31,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -245,39 +245,18 @@ def run_library(
 
 
 # -- predictions from a results file ---------------------------------------------------------
-def _csv_prediction(row: Mapping[str, str]) -> dict[str, Any]:
-    """A ``predict_clip --out x.csv`` row in :meth:`ClipPrediction.to_dict` form."""
-    prediction: dict[str, Any] = {"path": row.get("path"), "features": {}}
-    for task in ("genre", "mood"):
-        ranked = [
-            {"label": k.split(":", 1)[1], "probability": float(v)}
-            for k, v in row.items()
-            if k and k.startswith(f"{task}:") and v not in (None, "")
-        ]
-        if not ranked and row.get(task):
-            ranked = [{"label": row[task], "probability": float(row.get(f"{task}_probability"))}]
-        prediction[task] = sorted(ranked, key=lambda r: -r["probability"])
-    # Only the audio features the project defines: a results table also carries bookkeeping
-    # columns (file size, mtime, ...) that are no model output. An empty cell: not predicted.
-    for key in FEATURE_UNITS:
-        value = row.get(key)
-        if value not in (None, ""):
-            prediction["features"][key] = float(value)
-    return prediction
-
-
 def read_results(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, Any]]]:
     """(audio path, prediction) from a ``predict_clip.py FOLDER --out`` file (``.jsonl`` or
-    ``.csv``). A relative audio path is taken from the current folder, or else from the
-    results file's folder.
+    ``.csv``, read by :func:`~lightning_module.inference.formats.results.read_predictions`), the
+    prediction in the form :func:`desired_fields` reads, unrounded. A relative audio path is
+    taken from the current folder, or else from the results file's folder.
 
     Raises:
         ValueError: a malformed line or row (one line naming the file, line and field).
     """
-    import csv
+    from lightning_module.inference.formats.results import read_predictions
 
-    path = Path(path)
-    base = path.resolve().parent
+    base = Path(path).resolve().parent
 
     def located(audio: str) -> str:
         p = Path(audio)
@@ -285,31 +264,8 @@ def read_results(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, Any]]
             return str(p)
         return str(base / p)
 
-    with open(path, encoding="utf-8", newline="") as f:
-        if path.suffix.lower() == ".csv":
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or "path" not in reader.fieldnames:
-                raise ValueError(f"{path}: no 'path' column (not a predict_clip results file)")
-            for number, row in enumerate(reader, 2):
-                try:
-                    prediction = _csv_prediction(row)
-                except (TypeError, ValueError) as err:
-                    raise ValueError(f"{path}:{number}: malformed row ({err})") from err
-                if not row.get("path"):
-                    raise ValueError(f"{path}:{number}: empty 'path'")
-                yield located(row["path"]), prediction
-            return
-        lines = [(n, line) for n, line in enumerate(f, 1) if line.strip()]
-        for number, line in lines:
-            try:
-                prediction = json.loads(line)
-            except ValueError as err:
-                if number == lines[-1][0] and not line.endswith("\n"):
-                    continue  # the torn last line of a killed predict_clip run: not a result
-                raise ValueError(f"{path}:{number}: not JSON ({err.args[0]})") from err
-            if not isinstance(prediction, dict) or not prediction.get("path"):
-                raise ValueError(f"{path}:{number}: no 'path' (not a predict_clip results line)")
-            yield located(str(prediction["path"])), prediction
+    for prediction in read_predictions(path):
+        yield located(str(prediction.path)), asdict(prediction)
 
 
 def model_identity(path: str | os.PathLike) -> str:
@@ -334,7 +290,7 @@ def package_version() -> str:
 # -- the command ---------------------------------------------------------------------------
 def library_files(target: str | os.PathLike) -> list[str]:
     """The audio files of a folder (recursively, hidden ones skipped) or the one file named."""
-    from lightning_module.inference.output import audio_files
+    from lightning_module.inference.library import audio_files
 
     target = Path(target)
     if target.is_dir():
@@ -398,9 +354,9 @@ def write_command(
     read ``results``, plan, and with ``apply`` write; prints the changes and a summary.
     Returns the exit status (0 ok, 1 some file failed, 2 nothing usable or refused).
 
-    The model's notes (:func:`~lightning_module.inference.output.model_notes`) come first on
-    ``err``. A model trained only on the synthetic demo set would write tags that mean little
-    into the user's files, so ``apply`` refuses it (before anything is written) unless
+    The model's notes (:func:`~lightning_module.inference.formats.text.model_notes`) come
+    first on ``err``. A model trained only on the synthetic demo set would write tags that mean
+    little into the user's files, so ``apply`` refuses it (before anything is written) unless
     ``allow_demo_model``."""
     import sys
 
@@ -409,7 +365,7 @@ def write_command(
     if results:
         items, total = predictions_from_results(results, target)
     else:
-        from lightning_module.inference.output import model_notes
+        from lightning_module.inference.formats.text import model_notes
         from lightning_module.inference.tagger import Tagger, default_model
 
         model_path = checkpoint or str(default_model())

@@ -20,7 +20,8 @@ from typing import Any
 
 from datamodules.audio import AudioError, audio_duration
 from datamodules.schema import FEATURE_UNITS
-from lightning_module.inference.output import model_notes
+from lightning_module.inference.formats.json_lines import prediction_dict
+from lightning_module.inference.formats.text import model_notes
 from lightning_module.inference.runners import OnnxRunner
 from lightning_module.inference.tagger import Tagger
 from lightning_module.serving.batcher import WindowBatcher, deadline
@@ -165,13 +166,13 @@ class TaggingService:
                 if not timeline or with_clip:
                     prediction = self.tagger.predict_file(path, offset, span)
                     self._check_length(path, prediction.duration)
-                    clip = dataclasses.replace(prediction, path=shown).to_dict(top)
+                    clip = prediction_dict(dataclasses.replace(prediction, path=shown), top)
                     if not timeline:
                         return clip
                 windows = self.tagger.timeline(path, offset, span)
                 if windows:
                     self._check_length(path, windows[-1].start - offset + windows[-1].duration)
-                listed = [dataclasses.replace(w, path=shown).to_dict(top) for w in windows]
+                listed = [prediction_dict(dataclasses.replace(w, path=shown), top) for w in windows]
                 return listed if clip is None else {"clip": clip, "timeline": listed}
         except AudioError as err:
             text = str(err).replace(str(path), shown)
