@@ -22,7 +22,8 @@ from lightning_module.inference.library import (
     state_path,
     tag_library,
 )
-from lightning_module.inference.tagger import Tagger, _WindowStream
+from lightning_module.inference.streaming import WindowStream
+from lightning_module.inference.tagger import Tagger
 
 TOL = 1e-5
 
@@ -324,9 +325,9 @@ def test_a_wrong_length_in_the_header_still_gives_the_whole_file_result(
     path = tmp_path / "song.flac"
     sf.write(path, _music(150.0, 8000, 50), 8000)  # 149 windows of 2 s every 1 s > 64
     expected = tagger.predict_waveform(load_audio(path, 16000), str(path))
-    estimate = _WindowStream._estimate
+    estimate = WindowStream._estimate
     monkeypatch.setattr(
-        _WindowStream, "_estimate", lambda self, info: int(estimate(self, info) * factor)
+        WindowStream, "_estimate", lambda self, info: int(estimate(self, info) * factor)
     )
     _close(tagger.predict_file(path), expected)
     (result,) = tagger.predict_files([path])
