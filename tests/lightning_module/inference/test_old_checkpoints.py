@@ -20,6 +20,22 @@ CKPT = FIXTURES / "v1_tiny.ckpt"
 CLIP = FIXTURES / "v1_tiny_clip.flac"
 
 
+#: Largest change of a probability or a 0-1 feature (tempo and loudness: x100) that the switch
+#: of resampler (torchaudio sinc -> soxr HQ) made on the fixture clip: measured 0.003.
+RESAMPLED = 0.005
+
+
+def _close(now: dict, then: dict) -> None:
+    assert now["start"] == then["start"] and now["windows"] == then["windows"]
+    for task in ("genre", "mood", "tags"):
+        got = {d["label"]: d["probability"] for d in now[task]}
+        for d in then[task]:
+            assert got[d["label"]] == pytest.approx(d["probability"], abs=RESAMPLED)
+    for name, value in then["features"].items():
+        scale = 100.0 if name in ("tempo", "loudness") else 1.0
+        assert now["features"][name] == pytest.approx(value, abs=RESAMPLED * scale), name
+
+
 def test_the_fixture_is_a_format_1_checkpoint() -> None:
     hparams = load_checkpoint(CKPT)["hyper_parameters"]
     assert "format_version" not in hparams
@@ -34,10 +50,13 @@ def test_a_format_1_checkpoint_predicts_what_it_predicted() -> None:
         # Newer outputs add keys (feature_basis); the path is where the fixture was made.
         return {k: (then[k] if k == "path" else now[k]) for k in then}
 
+    # The clip is 22.05 kHz: since decoding resamples with soxr instead of torchaudio's sinc
+    # (the runtime needs no torch), the model hears a very slightly different 16 kHz signal
+    # (different only near 8 kHz), so values agree to RESAMPLED, not to the last digit.
     timeline = [w.to_dict() for w in tagger.timeline(CLIP)]
-    assert [same_keys(n, e) for n, e in zip(timeline, expected["timeline"], strict=True)] == (
-        expected["timeline"]
-    )
+    assert len(timeline) == len(expected["timeline"])
+    for now, then in zip(timeline, expected["timeline"], strict=True):
+        _close(same_keys(now, then), then)
     # The clip value is the mean of those windows, the end-aligned last one (3.5 s, half a hop
     # of new audio) weighted 0.5 since the fix that counts each stretch of audio once; the old
     # code gave it full weight.
@@ -47,7 +66,7 @@ def test_a_format_1_checkpoint_predicts_what_it_predicted() -> None:
     weights = np.array([1.0, 1.0, 1.0, 1.0, 0.5])
     for name, value in now["features"].items():
         windows = np.array([w["features"][name] for w in expected["timeline"]])
-        assert value == pytest.approx((windows * weights).sum() / weights.sum(), abs=2e-4)
+        assert value == pytest.approx((windows * weights).sum() / weights.sum(), abs=RESAMPLED)
     basis = tagger.predict_file(CLIP).feature_basis
     assert set(basis) == set(expected["prediction"]["features"])
     assert all("not recorded" in b for b in basis.values())  # format 1 did not record it
