@@ -98,15 +98,17 @@ class TempoBranch(nn.Module):
         onset = torch.relu(bands[..., 1:] - bands[..., :-1]).mean(2)  # (batch, groups, T)
         onset = onset - onset.mean(-1, keepdim=True)
         energy = (onset * onset).mean(-1).clamp(min=1e-8)
-        # One product per lag, over the frames both copies cover (T - lag; none when the lag is
-        # longer than the window, which reads as 0). Slices, not an unfold of the padded curve:
-        # an unfold's window length is the input length, which ONNX export would freeze to the
-        # example's, so the exported model refused audio of any other length.
-        ones = torch.ones_like(onset[:1, :1])  # (1, 1, T): counts the overlapping frames
-        products = torch.stack(
-            [(onset[..., lag:] * onset[..., :-lag]).sum(-1) for lag in self.lags], -1
-        )
-        overlap = torch.stack([ones[..., lag:].sum(-1) for lag in self.lags], -1)
+        # Every lag at once: the onset curve, zero-padded by the longest lag, seen through windows
+        # of (longest lag + 1) frames, so ahead[..., t, k] = onset[t + k]; the product with
+        # onset[t] summed over t is the autocorrelation at lag k, over the T - k frames both
+        # copies cover (none when k > T: reads as 0). The window is a constant of the
+        # architecture, never the input length, so ONNX export keeps the length dynamic (an
+        # unfold as long as the input froze it), and it is one op, not one per lag.
+        longest = self.lags[-1]
+        ahead = torch.nn.functional.pad(onset, (0, longest)).unfold(-1, longest + 1, 1)
+        products = (ahead * onset[..., None]).sum(-2)[..., self.lags[0] :]
+        ones = torch.nn.functional.pad(torch.ones_like(onset[:1, :1]), (0, longest))
+        overlap = ones.unfold(-1, longest + 1, 1).sum(-2)[..., self.lags[0] :]
         acf = torch.where(overlap > 0, products / overlap.clamp(min=1), torch.zeros_like(products))
         return acf / energy[..., None]
 
