@@ -657,13 +657,14 @@ def format_table(result: BenchmarkResult) -> str:
     rows += library_rows(result.library_speed)
     rows += runtime_rows(result.runtime)
     width = max(len(r[1]) for r in rows)
+    pw = max(7, *(len(r[0]) + 1 for r in rows))  # "runtime" needs a space after it
     load = m.get("load_average_start")
     lines = [
         f"audiotagger benchmark on {where}: {m['cpu_count']} CPU cores, torch {m['torch']}, "
         f"{result.wall_seconds:.0f} s" + (f", load average {load[0]:.1f} at start" if load else ""),
-        f"{'part':<7}{'measure':<{width + 2}}value",
+        f"{'part':<{pw}}{'measure':<{width + 2}}value",
     ]
-    lines += [f"{part:<7}{what:<{width + 2}}{value}" for part, what, value in rows]
+    lines += [f"{part:<{pw}}{what:<{width + 2}}{value}" for part, what, value in rows]
     return "\n".join(lines)
 
 
