@@ -5,6 +5,7 @@ python scripts/benchmark.py --batch-sizes 512 2048 --out reports/bench-h100.json
 python scripts/benchmark.py --checkpoint checkpoints/real/last.ckpt   # + inference of your models
 python scripts/benchmark.py --service      # the HTTP service vs a predict_clip process per file
 python scripts/benchmark.py --tags --similarity   # tag writing per file; exact vs HNSW search
+python scripts/benchmark.py --runtime --checkpoint x.ckpt   # torch-free runtime vs PyTorch path
 """
 
 from __future__ import annotations
@@ -120,6 +121,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="only 'more like this': exact vs HNSW search; with --checkpoint also copy/excerpt "
         "retrieval and genre agreement on ../shared/data",
     )
+    parser.add_argument(
+        "--runtime",
+        action="store_true",
+        help="only the torch-free runtime (issue 25) against the PyTorch path: install size of a "
+        "runtime-only venv vs this one, cold `audiotagger tag` (ONNX) vs predict_clip.py "
+        "--checkpoint, peak RSS of a long file, warm files/s vs decode-only floors "
+        "(--checkpoint: the model, exported to ONNX; --cold-runs, --repeats, --infer-seconds)",
+    )
+    parser.add_argument("--runtime-files", type=int, default=20, help="mp3s of the folder rows")
+    parser.add_argument(
+        "--runtime-long-seconds",
+        type=float,
+        default=7200.0,
+        help="length of the file whose peak RSS the runtime rows measure (0: skip)",
+    )
+    parser.add_argument(
+        "--runtime-no-venv",
+        action="store_true",
+        help="skip building the runtime venv (no package index): no install row, and the "
+        "runtime command runs in this venv",
+    )
+    parser.add_argument(
+        "--runtime-full-venv", type=Path, help="the full venv (default: the running one)"
+    )
     return parser.parse_args(argv)  # fmt: skip
 
 
@@ -127,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.service:
         return service_main(args, argv)
+    if args.runtime:
+        return runtime_main(args, argv)
     if args.tags or args.similarity:
         from lightning_module.benchmark.tags_and_similarity import run_library_benchmarks
 
@@ -162,6 +189,41 @@ def main(argv: list[str] | None = None) -> int:
         result = run_benchmark(config)
     result.config["command"] = " ".join(["scripts/benchmark.py", *(argv or sys.argv[1:])])
     out = write_json(result, args.out or Path(args.work_dir) / "benchmark.json")
+    print(format_table(result))
+    print(f"wrote {out}")
+    return 0
+
+
+def runtime_main(args: argparse.Namespace, argv: list[str] | None) -> int:
+    import time
+
+    from lightning_module.benchmark.core import BenchmarkResult, machine_info
+    from lightning_module.benchmark.runtime import RuntimeBenchConfig, measure_runtime
+
+    if not args.checkpoint:
+        print("error: --runtime needs --checkpoint (the PyTorch path's model)", file=sys.stderr)
+        return 2
+    config = RuntimeBenchConfig(
+        work_dir=args.work_dir,
+        checkpoint=args.checkpoint[0],
+        files=args.runtime_files,
+        seconds=args.infer_seconds,
+        repeats=args.repeats,
+        cold_runs=args.cold_runs,
+        long_seconds=args.runtime_long_seconds,
+        venv=not args.runtime_no_venv,
+        full_venv=args.runtime_full_venv,
+    )
+    start = time.perf_counter()
+    result = BenchmarkResult(machine=machine_info("cpu"), config={})
+    result.runtime = measure_runtime(config)
+    result.config = {
+        "command": " ".join(["scripts/benchmark.py", *(argv or sys.argv[1:])]),
+        **result.runtime["config"],
+    }
+    result.machine["load_average_end"] = list(os.getloadavg())
+    result.wall_seconds = time.perf_counter() - start
+    out = write_json(result, args.out or Path(args.work_dir) / "runtime_benchmark.json")
     print(format_table(result))
     print(f"wrote {out}")
     return 0

@@ -55,6 +55,7 @@ from lightning_module.benchmark.library_speed import (
     library_rows,
     measure_library,
 )
+from lightning_module.benchmark.runtime import runtime_rows
 from lightning_module.benchmark.teachers import measure_teachers, teacher_rows
 from lightning_module.inference.device import resolve_device
 from lightning_module.inference.tagger import Tagger
@@ -160,6 +161,8 @@ class BenchmarkResult:
     teachers: dict[str, Any] = field(default_factory=dict)
     #: Folder throughput, musicnn's extractor, long-file memory (``benchmark.library_speed``).
     library_speed: dict[str, Any] = field(default_factory=dict)
+    #: The torch-free runtime against the PyTorch path (``benchmark.runtime``, ``--runtime``).
+    runtime: dict[str, Any] = field(default_factory=dict)
     wall_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -598,11 +601,8 @@ def _inference_rows(inf: dict[str, Any], name: str = "") -> list[tuple[str, str,
     ]
 
 
-def format_table(result: BenchmarkResult) -> str:
-    """One table of every headline number."""
-    m, lo, inf = result.machine, result.loader, result.inference
-    where = f"{m['device']}" + (f" ({m['gpu']})" if "gpu" in m else "")
-    rows = [
+def _loader_rows(lo: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [
         (
             "loader",
             f"naive: decode+resample+CPU mel ({lo['clips']} clips)",
@@ -627,6 +627,13 @@ def format_table(result: BenchmarkResult) -> str:
             f"{lo['cache_seconds']:.2f} s ({'built' if lo['cache_built'] else 'reused'})",
         ),
     ]
+
+
+def format_table(result: BenchmarkResult) -> str:
+    """One table of every headline number."""
+    m, lo, inf = result.machine, result.loader, result.inference
+    where = f"{m['device']}" + (f" ({m['gpu']})" if "gpu" in m else "")
+    rows = _loader_rows(lo) if lo else []
     for t in result.train:
         memory = (
             f"{t['peak_cuda_memory_mb']:,.0f} MiB CUDA"
@@ -642,20 +649,23 @@ def format_table(result: BenchmarkResult) -> str:
                 f"{t['clips_per_s']:,.1f} clips/s, compute {t['compute_share']:.0%}, peak {memory}",
             )
         )
-    rows += _inference_rows(inf)
+    if inf:
+        rows += _inference_rows(inf)
     for extra in result.inference_checkpoints:
         rows += _inference_rows(extra, Path(extra["checkpoint"]).parent.name or extra["checkpoint"])
     if result.teachers:
         rows += teacher_rows(result.teachers)
     rows += library_rows(result.library_speed)
+    rows += runtime_rows(result.runtime)
     width = max(len(r[1]) for r in rows)
+    pw = max(7, *(len(r[0]) + 1 for r in rows))  # "runtime" needs a space after it
     load = m.get("load_average_start")
     lines = [
         f"audiotagger benchmark on {where}: {m['cpu_count']} CPU cores, torch {m['torch']}, "
         f"{result.wall_seconds:.0f} s" + (f", load average {load[0]:.1f} at start" if load else ""),
-        f"{'part':<7}{'measure':<{width + 2}}value",
+        f"{'part':<{pw}}{'measure':<{width + 2}}value",
     ]
-    lines += [f"{part:<7}{what:<{width + 2}}{value}" for part, what, value in rows]
+    lines += [f"{part:<{pw}}{what:<{width + 2}}{value}" for part, what, value in rows]
     return "\n".join(lines)
 
 
