@@ -280,3 +280,36 @@ def test_the_finetune_config_parses_forced_tiny_on_cpu(capsys: pytest.CaptureFix
     assert printed["checkpoint"]["dirpath"] == "checkpoints/finetune"
     assert printed["trainer"]["logger"]["init_args"]["name"] == "finetune"
     assert printed["data"]["manifest"] is None  # the user's, on the command line
+
+
+def test_a_short_fine_tune_from_the_real_shipped_model(
+    own_genres: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """configs/finetune.yaml as shipped (init_from: shipped) on a tiny manifest of the user's own
+    genres: the shipped checkpoint's backbone is kept, its architecture imposed."""
+    try:
+        shipped_ckpt = shipped.shipped_checkpoint()
+    except shipped.ShippedModelError:
+        pytest.skip("no shipped model in this checkout")
+    monkeypatch.chdir(tmp_path)
+    main(
+        [
+            "--config",
+            str(FINETUNE),
+            f"--data.manifest={own_genres}",
+            "--data.num_workers=0",
+            "--data.batch_size=8",
+            "--data.crops_per_clip=1",
+            "--trainer.max_steps=1",
+            "--trainer.limit_val_batches=1",
+            "--trainer.accelerator=cpu",
+            "--trainer.enable_progress_bar=false",
+            "--test_after_fit=false",
+        ]
+    )
+    last = tmp_path / "checkpoints" / "finetune" / "last.ckpt"
+    _, spec = load_network(last)
+    source = torch.load(shipped_ckpt, weights_only=True)
+    assert spec.genre_names[0].startswith("my_")
+    assert spec.crop_seconds == source["hyper_parameters"]["crop_seconds"] == 6.0
+    assert spec.width == source["hyper_parameters"]["width"]
