@@ -13,7 +13,7 @@
   stereo mp3s, in this process, interleaved: the ONNX model (onnxruntime), the same checkpoint
   with PyTorch, and two decode-only floors on the same files with the same decode thread pool
   (``ThreadPoolExecutor``, ``decode_workers`` threads): :func:`stream_audio` alone (decode +
-  resample) and ``_decode_windows`` (what a decode thread of ``predict_files`` does: header,
+  resample) and ``streaming.decode_windows`` (what a decode thread of ``predict_files`` does: header,
   decode + resample, window picking). The ONNX run also reports the seconds spent inside the
   runner (the forward passes).
 
@@ -246,7 +246,8 @@ def measure_folder(
 ) -> dict[str, Any]:
     """Warm files/s of ``predict_files`` (ONNX, PyTorch) and of the decode-only floors, the
     same files and decode threads, interleaved ``repeats`` times; medians."""
-    from lightning_module.inference.tagger import Tagger, _decode_windows
+    from lightning_module.inference.streaming import decode_windows
+    from lightning_module.inference.tagger import Tagger
 
     onnx_tagger = Tagger.from_onnx(onnx)
     torch_tagger = Tagger.from_checkpoint(checkpoint)
@@ -269,7 +270,7 @@ def measure_folder(
         "onnx": lambda: tag(onnx_tagger),
         "torch": lambda: tag(torch_tagger),
         "floor_decode": lambda: floor(_stream_only, t.sample_rate),
-        "floor_windows": lambda: floor(_decode_windows, *window_args),
+        "floor_windows": lambda: floor(decode_windows, *window_args),
     }
     for path in files:  # page cache warm: the measurement is decoding, not the disk
         path.read_bytes()
@@ -474,7 +475,7 @@ def runtime_rows(rt: dict[str, Any]) -> list[tuple[str, str, str]]:
             ("onnx", "predict_files ONNX"),
             ("torch", "predict_files PyTorch"),
             ("floor_decode", "floor: stream_audio (decode+resample)"),
-            ("floor_windows", "floor: _decode_windows (+header, windows)"),
+            ("floor_windows", "floor: decode_windows (+header, windows)"),
         ):
             run = folder[key]
             extra = ""
