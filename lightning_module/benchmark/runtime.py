@@ -13,7 +13,7 @@
   stereo mp3s, in this process, interleaved: the ONNX model (onnxruntime), the same checkpoint
   with PyTorch, and two decode-only floors on the same files with the same decode thread pool
   (``ThreadPoolExecutor``, ``decode_workers`` threads): :func:`stream_audio` alone (decode +
-  resample) and ``streaming.decode_windows`` (what a decode thread of ``predict_files`` does: header,
+  resample) and ``decode_windows`` (what a decode thread of ``predict_files`` does: header,
   decode + resample, window picking). The ONNX run also reports the seconds spent inside the
   runner (the forward passes).
 
