@@ -18,7 +18,7 @@ import sys
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from lightning_module.library.playlist import playlist_path  # noqa: E402
-from lightning_module.library.similarity import index_command, query_command  # noqa: E402
+from lightning_module.library.similarity_commands import index_command, query_command  # noqa: E402
 
 DEFAULT_INDEX = "library.index"
 

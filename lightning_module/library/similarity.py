@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -440,26 +439,6 @@ def query_song(
     return Searcher(index, index_path, method).query(vector[None], k, [row])[0]
 
 
-def format_neighbours(song: str | os.PathLike, neighbours: Sequence[Neighbour]) -> str:
-    """A table: rank, cosine distance, path, top genre and mood."""
-    lines = [f"songs like {song}:", f"{'#':>3}  {'distance':>8}  path"]
-    for rank, n in enumerate(neighbours, 1):
-        tops = [f"{t[0][0]} {t[0][1]:.2f}" for task, t in n.entry.tags.items() if task != "tags"]
-        extra = f"  ({', '.join(tops)})" if tops else ""
-        lines.append(f"{rank:>3}  {n.distance:>8.4f}  {n.entry.path}{extra}")
-    return "\n".join(lines)
-
-
-def print_stats(
-    stats: IndexStats, index_path: str | os.PathLike, out: IO[str] = sys.stderr
-) -> None:
-    """The summary lines of an index update."""
-    if stats.rebuilt_reason:
-        print(f"note: the old index was {stats.rebuilt_reason}", file=out)
-    print(f"{stats.line()}; wrote {index_path}", file=out)
-
-
-# -- the commands ------------------------------------------------------------------------------
 def model_info(model_path: str | os.PathLike, tagger: Any) -> dict[str, Any]:
     """What an index records about its model: identity (name + hash), path, embedding size,
     and the notes a user should read about it (``model_notes``: e.g. trained only on the
@@ -475,93 +454,4 @@ def model_info(model_path: str | os.PathLike, tagger: Any) -> dict[str, Any]:
     }
 
 
-def index_command(
-    folder: str,
-    out: str,
-    checkpoint: str | None,
-    device: str = "cpu",
-    progress: bool = True,
-    err: IO[str] | None = None,
-) -> int:
-    """``similar.py index`` without the argument parsing."""
-    from lightning_module.inference.tagger import Tagger, default_model
-
-    err = err or sys.stderr
-    model_path = checkpoint or str(default_model())
-    tagger = Tagger.from_file(model_path, device=device)
-    info = model_info(model_path, tagger)
-    for note in info["notes"]:
-        print(note, file=err)
-    _, stats = update_index(tagger, folder, out, info, progress, err)
-    print_stats(stats, out, err)
-    return 0 if not stats.failed or stats.embedded or stats.kept else 2
-
-
-def query_command(
-    songs: Sequence[str],
-    index_path: str,
-    k: int = 10,
-    m3u: str | None = None,
-    checkpoint: str | None = None,
-    method: str = "auto",
-    device: str = "cpu",
-    out: IO[str] | None = None,
-    err: IO[str] | None = None,
-    seed: bool = True,
-) -> int:
-    """``similar.py query`` without the argument parsing: the nearest songs of each song; a
-    song not in the index is embedded with the index's model (or ``checkpoint``).
-
-    ``m3u``: also write a playlist (:mod:`.playlist`): each song given (unless not ``seed``)
-    followed by its neighbours, no song twice. The notes about the index's model come first
-    on ``err``."""
-    out = out or sys.stdout
-    err = err or sys.stderr
-    index = LibraryIndex.load(index_path)
-    tagger = None
-    if any(index.position(s) is None for s in songs):
-        from lightning_module.inference.tagger import Tagger
-
-        model_path = checkpoint or index.model.get("path")
-        if not model_path or not Path(model_path).is_file():
-            raise LibraryIndexError(
-                f"{index_path}: its model {model_path} is gone; --checkpoint embeds new songs"
-            )
-        tagger = Tagger.from_file(model_path, device=device)
-        if model_info(model_path, tagger)["name"] != index.model.get("name"):
-            raise LibraryIndexError(
-                f"{model_path}: not the model the index was made with ({index.model.get('name')})"
-            )
-    for note in _index_notes(index, tagger):
-        print(note, file=err)
-    searcher_note = Searcher(index, index_path, method).method
-    playlist: dict[str, None] = {}  # ordered, no song twice
-    for song in songs:
-        neighbours = query_song(index, song, k, index_path, tagger, method)
-        print(format_neighbours(song, neighbours), file=out)
-        if seed:
-            playlist.setdefault(os.path.realpath(song))
-        for n in neighbours:
-            playlist.setdefault(n.entry.path)
-    print(f"{len(index)} song(s) in the index; search: {searcher_note}", file=err)
-    if m3u:
-        note = encoding_note(m3u)
-        print(f"wrote {write_m3u(m3u, playlist)}" + (f"\n{note}" if note else ""), file=err)
-    return 0
-
-
-def _index_notes(index: LibraryIndex, tagger: Any) -> list[str]:
-    """The notes about the model of an index: from the loaded model, else as the index
-    recorded them, else (an index made before notes were recorded) from its model file."""
-    from lightning_module.inference.formats.text import model_notes
-
-    if tagger is not None:
-        return model_notes(tagger.spec)
-    if "notes" in index.model:
-        return [str(n) for n in index.model["notes"]]
-    path = index.model.get("path")
-    if path and Path(path).is_file():
-        from lightning_module.inference.tagger import Tagger
-
-        return model_notes(Tagger.from_file(path).spec)
-    return []
+# The command glue (index/query runs, their printing) lives in similarity_commands.
