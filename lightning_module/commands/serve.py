@@ -3,6 +3,7 @@
 python scripts/serve.py                                   # the default model, 127.0.0.1:8000
 python scripts/serve.py --onnx model.onnx --port 8080
 python scripts/serve.py --music-root ~/Music              # + POST /v1/tag-path below ~/Music
+python scripts/serve.py --music-root ~/Music --index library.index   # + /v1/similar, /v1/path
 AUDIOTAGGER_TOKEN=secret python scripts/serve.py          # every /v1 request needs the token
 
 Then open http://127.0.0.1:8000/ to try it, or:
@@ -68,6 +69,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8000, help="default: %(default)s")
     parser.add_argument("--music-root", type=Path, help="folder POST /v1/tag-path may read below")
     parser.add_argument(
+        "--index",
+        type=Path,
+        help="library index (audiotagger similar index) for GET /v1/similar and /v1/path; "
+        "needs --music-root",
+    )
+    parser.add_argument(
         "--token", help=f"bearer token required on /v1 (better: the {TOKEN_ENV} environment)"
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
@@ -106,6 +113,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--overlap must be in [0, 1), not {args.overlap}")
     if args.music_root is not None and not args.music_root.is_dir():
         parser.error(f"--music-root {args.music_root}: not a folder")
+    if args.index is not None and args.music_root is None:
+        parser.error("--index needs --music-root (the songs it serves lie below it)")
     return args  # fmt: skip
 
 
@@ -120,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             max_batch=args.max_batch,
             max_wait=args.max_wait_ms / 1000,
             music_root=args.music_root,
+            index=args.index,
             token=args.token or os.environ.get(TOKEN_ENV) or None,
             temp_dir=args.temp_dir,
             limits=ServiceLimits(

@@ -2,6 +2,7 @@
 
 python scripts/similar.py index ~/Music --out library.index      # embed new/changed files only
 python scripts/similar.py query song.mp3 --index library.index --k 10 --m3u like_song.m3u8
+python scripts/similar.py path calm.flac loud.mp3 --index library.index --count 12 --m3u walk.m3u8
 
 A song of the index answers from its stored embedding (no model needed); any other file is
 embedded with the model the index was made with. Distances are cosine distances (0: same
@@ -18,7 +19,11 @@ import sys
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from lightning_module.library.playlist import playlist_path  # noqa: E402
-from lightning_module.library.similarity_commands import index_command, query_command  # noqa: E402
+from lightning_module.library.similarity_commands import (  # noqa: E402
+    index_command,
+    path_command,
+    query_command,
+)
 
 DEFAULT_INDEX = "library.index"
 
@@ -54,7 +59,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--search", choices=("auto", "exact", "ann"), default="auto", help="(default: auto)"
     )
     query.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    path = commands.add_parser(
+        "path", help="a playlist walking from one song of the index to another in small steps"
+    )
+    path.add_argument("start", help="the first song (a file of the index)")
+    path.add_argument("end", help="the last song (a file of the index)")
+    path.add_argument("--index", default=DEFAULT_INDEX, help="index file (default: %(default)s)")
+    path.add_argument(
+        "--count",
+        type=int,
+        default=25,
+        help="songs in the playlist, both ends included "
+        "(default: %(default)s; at most the index's songs)",
+    )
+    path.add_argument(
+        "--m3u", metavar="PLAYLIST", help="also write the path as this playlist (as query --m3u)"
+    )
+    path.add_argument(
+        "--search", choices=("auto", "exact", "ann"), default="auto", help="(default: auto)"
+    )
     args = parser.parse_args(argv)
+    if args.command == "path" and args.count < 2:
+        parser.error(f"--count must be at least 2 (the two ends), not {args.count}")
+    if args.command == "path" and args.m3u:
+        try:
+            args.m3u = str(playlist_path(args.m3u))
+        except ValueError as err:
+            parser.error(f"--m3u {err}")
     if args.command == "query" and args.k < 1:
         parser.error(f"--k must be at least 1, not {args.k}")
     if args.command == "query" and args.m3u:
@@ -74,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             return index_command(
                 args.folder, args.out, args.checkpoint, args.device, not args.no_progress
             )
+        if args.command == "path":
+            return path_command(args.start, args.end, args.index, args.count, args.m3u, args.search)
         return query_command(
             args.songs,
             args.index,

@@ -50,10 +50,10 @@ def _one_line(texts: Iterable[object]) -> str:
     return ", ".join(" ".join(str(t).split()) for t in texts if str(t).strip())
 
 
-def track_info(path: str | os.PathLike) -> tuple[int, str]:
-    """``(seconds, "Artist - Title")`` of an audio file for its ``#EXTINF`` line: the duration
-    rounded to whole seconds (-1, M3U's "unknown", when mutagen cannot read it) and the artist
-    and title from its tags; a missing title is the file stem, a missing artist left out."""
+def track_tags(path: str | os.PathLike) -> tuple[int, str, str]:
+    """``(seconds, artist, title)`` of an audio file: the duration rounded to whole seconds (-1,
+    M3U's "unknown", when mutagen cannot read it) and the artist and title from its tags, each on
+    one line ("" when missing)."""
     import mutagen
 
     seconds, artist, title = -1, "", ""
@@ -72,6 +72,13 @@ def track_info(path: str | os.PathLike) -> tuple[int, str]:
         elif tags is not None:  # EasyID3, EasyMP4, Vorbis comments: "artist", "title"
             artist = _one_line(tags.get("artist") or [])
             title = _one_line(tags.get("title") or [])
+    return seconds, artist, title
+
+
+def track_info(path: str | os.PathLike) -> tuple[int, str]:
+    """``(seconds, "Artist - Title")`` of an audio file for its ``#EXTINF`` line
+    (:func:`track_tags`); a missing title is the file stem, a missing artist left out."""
+    seconds, artist, title = track_tags(path)
     title = title or Path(path).stem
     return seconds, f"{artist} - {title}" if artist else title
 

@@ -372,29 +372,35 @@ class Searcher:
         graph.set_ef(HNSW_EF_SEARCH)
         return graph
 
+    def rows(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and cosine distances of the ``min(k, N)`` songs nearest each (Q, D) query vector
+        (L2-normalised), nearest first: two (Q, min(k, N)) arrays, int64 and float32."""
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        want = min(k, len(self.index))
+        if self.graph is not None:
+            labels, distances = self.graph.knn_query(vectors, k=want)
+            return labels.astype(np.int64), distances.astype(np.float32)
+        # 1 - cos: rows and queries are unit vectors; chunked so memory stays bounded
+        labels = np.empty((len(vectors), want), dtype=np.int64)
+        distances = np.empty((len(vectors), want), dtype=np.float32)
+        for lo in range(0, len(vectors), 256):
+            d = 1.0 - vectors[lo : lo + 256] @ self.index.embeddings.T
+            part = np.argpartition(d, want - 1, axis=1)[:, :want]
+            order = np.take_along_axis(d, part, axis=1).argsort(axis=1)
+            labels[lo : lo + 256] = np.take_along_axis(part, order, axis=1)
+            distances[lo : lo + 256] = np.take_along_axis(d, labels[lo : lo + 256], axis=1)
+        return labels, distances
+
     def query(
         self, vectors: np.ndarray, k: int = 10, exclude: Sequence[int | None] | None = None
     ) -> list[list[Neighbour]]:
         """The ``k`` nearest songs of each (Q, D) query vector (L2-normalised), nearest first;
         ``exclude[q]`` is a row to leave out of query ``q``'s answer (the song itself)."""
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-        n = len(self.index)
         exclude = list(exclude) if exclude is not None else [None] * len(vectors)
-        want = min(k + 1, n)
-        if want == 0:
+        if len(self.index) == 0:
             return [[] for _ in vectors]
-        if self.graph is not None:
-            labels, distances = self.graph.knn_query(vectors, k=want)
-        else:
-            # 1 - cos: rows and queries are unit vectors; chunked so memory stays bounded
-            labels = np.empty((len(vectors), want), dtype=np.int64)
-            distances = np.empty((len(vectors), want), dtype=np.float32)
-            for lo in range(0, len(vectors), 256):
-                d = 1.0 - vectors[lo : lo + 256] @ self.index.embeddings.T
-                part = np.argpartition(d, want - 1, axis=1)[:, :want]
-                order = np.take_along_axis(d, part, axis=1).argsort(axis=1)
-                labels[lo : lo + 256] = np.take_along_axis(part, order, axis=1)
-                distances[lo : lo + 256] = np.take_along_axis(d, labels[lo : lo + 256], axis=1)
+        labels, distances = self.rows(vectors, k + 1)
         out = []
         for q, (row_labels, row_distances) in enumerate(zip(labels, distances, strict=True)):
             found = [

@@ -1,4 +1,4 @@
-"""The `similar` command's runs: index a folder, query it, print and write playlists.
+"""The `similar` command's runs: index a folder, query it, walk a path, print and write playlists.
 
 The index and the search themselves are in :mod:`lightning_module.library.similarity`; this module
 loads the model, reports progress and notes, and formats answers for a terminal.
@@ -117,6 +117,70 @@ def query_command(
     if m3u:
         note = encoding_note(m3u)
         print(f"wrote {write_m3u(m3u, playlist)}" + (f"\n{note}" if note else ""), file=err)
+    return 0
+
+
+def format_path(rows: Sequence[int], index: LibraryIndex) -> str:
+    """A path playlist as a table: position, the step from the previous song (cosine
+    distance), path, top genre and mood; then its mean and largest step."""
+    from lightning_module.library.sonic_path import step_distances
+
+    steps = step_distances(index.embeddings, rows)
+    first, last = index.entries[rows[0]].path, index.entries[rows[-1]].path
+    lines = [f"path from {first} to {last}, {len(rows)} songs:", f"{'#':>3}  {'step':>8}  path"]
+    for position, row in enumerate(rows):
+        entry = index.entries[row]
+        tops = [f"{t[0][0]} {t[0][1]:.2f}" for task, t in entry.tags.items() if task != "tags"]
+        extra = f"  ({', '.join(tops)})" if tops else ""
+        step = f"{steps[position - 1]:>8.4f}" if position else f"{'-':>8}"
+        lines.append(f"{position + 1:>3}  {step}  {entry.path}{extra}")
+    lines.append(
+        f"steps (cosine distance between consecutive songs): mean {steps.mean():.4f}, "
+        f"largest {steps.max():.4f}"
+    )
+    return "\n".join(lines)
+
+
+def path_command(
+    start: str,
+    end: str,
+    index_path: str,
+    count: int = 25,
+    m3u: str | None = None,
+    method: str = "auto",
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
+) -> int:
+    """``similar.py path`` without the argument parsing: a playlist of ``count`` songs walking
+    from ``start`` to ``end`` (both songs of the index) in small steps
+    (:class:`~.sonic_path.PathSearch`), printed and, with ``m3u``, written as a playlist."""
+    from lightning_module.library.sonic_path import PathSearch
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    index = LibraryIndex.load(index_path)
+    rows = []
+    for song in (start, end):
+        row = index.position(song)
+        if row is None:
+            raise LibraryIndexError(
+                f"{song}: not in the index {index_path} (add it: similar.py index FOLDER)"
+            )
+        rows.append(row)
+    if rows[0] == rows[1]:
+        raise LibraryIndexError(f"{start}: the path needs two different songs")
+    for note in _index_notes(index, None):
+        print(note, file=err)
+    searcher = Searcher(index, index_path, method)
+    path = PathSearch(index, searcher).find(rows[0], rows[1], count)
+    print(format_path(path, index), file=out)
+    if len(path) < count:
+        print(f"note: the index has {len(index)} song(s): {len(path)} in the path", file=err)
+    print(f"{len(index)} song(s) in the index; search: {searcher.method}", file=err)
+    if m3u:
+        note = encoding_note(m3u)
+        songs = [index.entries[r].path for r in path]
+        print(f"wrote {write_m3u(m3u, songs)}" + (f"\n{note}" if note else ""), file=err)
     return 0
 
 

@@ -8,15 +8,18 @@ Endpoints (``/v1`` ones need ``Authorization: Bearer <token>`` when the server h
   ``?top=N``, ``?offset=S&duration=S`` as ``predict_clip``.
 * ``POST /v1/tag-path``: ``{"path": ...}`` of a file below ``--music-root`` (403 outside it).
 * ``GET /v1/model``: labels, features, input settings, limits, notes. ``GET /healthz``.
+* ``GET /v1/similar?path=|id=&count=N`` and ``GET /v1/path?from=&to=&count=N``: songs alike and
+  path playlists from the ``--index`` (``similar.py``), songs below ``--music-root`` only.
 * ``GET /``: a page to try it (``static/index.html`` with its ``page.js`` and ``page.css``: no
   inline script or style, so its Content-Security-Policy needs no ``'unsafe-inline'``);
   ``GET /openapi.json``.
 
 Every refusal is JSON ``{"detail": "<one line>"}`` (``errors.py``): 400 foreign ``Host`` or
-malformed body, 401 token, 403 path outside the root, 404 no such file or route, 405, 413 upload
-or audio too large, 415 not multipart / not audio, 422 unusable audio (the ``AudioError`` line
-``predict_clip`` prints, naming the upload) or invalid parameters, 503 busy (with
-``Retry-After``), 504 over the per-request timeout, 500 an unexpected error.
+malformed body, 401 token, 403 path outside the root, 404 no such file, song or route, 405, 413
+upload or audio too large, 415 not multipart / not audio, 422 unusable audio (the ``AudioError``
+line ``predict_clip`` prints, naming the upload) or invalid parameters, 503 busy (with
+``Retry-After``; without it: no ``--index``), 504 over the per-request timeout, 500 an
+unexpected error.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from lightning_module.serving.errors import install_error_handlers
 from lightning_module.serving.limits import HTTPError, resolve_inside
 from lightning_module.serving.middleware import BodyLimit, HostCheck, SecurityHeaders
 from lightning_module.serving.service import ServiceConfig, TaggingService
+from lightning_module.serving.similar import add_similarity_routes
 from lightning_module.serving.upload import FILE_FIELD, receive_upload
 
 log = logging.getLogger("audiotagger.serve")
@@ -333,6 +337,8 @@ def create_app(service: TaggingService, allowed_hosts: list[str] | None = None) 
         async with _Request(service) as held:
             work = held.run(service.tag, path, body.path, **_kwargs(options, held))
             return await _within_deadline(held, body.path, work)
+
+    add_similarity_routes(app, [Depends(_check_token)], _errors(401, 403, 404, 422, 503))
 
     app.add_middleware(BodyLimit, max_bytes=MAX_JSON_BYTES, exempt=("/v1/tag",))
     app.add_middleware(HostCheck, allowed_hosts=allowed_hosts or list(LOOPBACK_HOSTS))

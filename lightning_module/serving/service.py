@@ -26,6 +26,7 @@ from lightning_module.inference.runners import OnnxRunner
 from lightning_module.inference.tagger import Tagger
 from lightning_module.serving.batcher import WindowBatcher, deadline
 from lightning_module.serving.limits import ConcurrencyGate, ServiceLimits
+from lightning_module.serving.similar import SongIndex
 
 
 class TooLongError(AudioError):
@@ -49,6 +50,8 @@ class ServiceConfig:
         max_batch: most windows of all requests together in one forward pass.
         max_wait: seconds waiting windows wait for others before a pass runs anyway.
         music_root: folder ``POST /v1/tag-path`` may read below (``None``: endpoint disabled).
+        index: library index (``audiotagger similar index``) ``GET /v1/similar`` and
+            ``GET /v1/path`` answer from, for its songs below ``music_root`` (which it needs).
         token: bearer token every ``/v1`` request must carry (``None``: none needed).
         temp_dir: where uploads are written, one folder per request, removed after it
             (``None``: a fresh folder under the system temp dir, removed at shutdown).
@@ -62,6 +65,7 @@ class ServiceConfig:
     max_batch: int = 64
     max_wait: float = 0.01
     music_root: Path | None = None
+    index: Path | None = None
     token: str | None = field(default=None, repr=False)  # never in a repr, hence never logged
     temp_dir: Path | None = None
     limits: ServiceLimits = field(default_factory=ServiceLimits)
@@ -79,6 +83,12 @@ class TaggingService:
     def __init__(self, config: ServiceConfig, tagger: Tagger | None = None) -> None:
         self.config = config
         self.limits = config.limits
+        # The index first: a missing or unreadable one is refused before the model loads.
+        self.songs: SongIndex | None = None
+        if config.index is not None:
+            if config.music_root is None:
+                raise ValueError("--index needs --music-root (the songs it serves lie below it)")
+            self.songs = SongIndex(config.index, Path(config.music_root))
         base = tagger or Tagger.from_file(
             config.model,
             device=config.device,
@@ -239,6 +249,8 @@ class TaggingService:
                 "max_concurrent": self.limits.max_concurrent,
             },
             "tag_path": self.music_root is not None,
+            # /v1/similar and /v1/path: the index's songs, its model and notes (null: no index)
+            "similarity": self.songs.info() if self.songs else None,
             "synthetic_only": spec.synthetic_only,
             "notes": model_notes(spec),
         }
