@@ -62,3 +62,35 @@ def test_help_names_the_shipped_model_as_default(capsys) -> None:
     help_text = " ".join(capsys.readouterr().out.split())
     assert "default: the shipped model (lightning_module/shipped/)" in help_text
     assert "best*.ckpt" not in help_text
+
+
+def test_path_writes_a_playlist_from_a_to_b(tmp_path: Path, capsys) -> None:
+    from lightning_module.commands.main import main as audiotagger
+    from tests.lightning_module.library.tiny_index import write_tiny_index
+
+    def one_second(path: Path) -> None:
+        sf.write(path, np.zeros(22050, np.float32), 22050)
+
+    music, index = tmp_path / "music", tmp_path / "library.index"
+    write_tiny_index(music, index, 30, make_file=one_second)
+    start, end = music / "album0" / "song002.wav", music / "album1" / "song016.wav"
+    args = ["path", str(start), str(end), "--index", str(index), "--count", "6"]
+    assert main([*args, "--m3u", str(tmp_path / "walk")]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"path from {start} to {end}, 6 songs:") and "largest" in out
+    lines = (tmp_path / "walk.m3u8").read_text(encoding="utf-8").splitlines()
+    songs = lines[2::2]
+    assert lines[0] == "#EXTM3U" and lines[1] == "#EXTINF:1,song002" and len(songs) == 6
+    assert songs[0] == "music/album0/song002.wav" and songs[-1] == "music/album1/song016.wav"
+    assert len(set(songs)) == 6 and "wrote" in err
+
+    # the same through `audiotagger similar path`; and bad requests are one-line errors
+    assert audiotagger(["similar", *args]) == 0
+    assert capsys.readouterr().out == out
+    assert main(["path", str(start), str(start), "--index", str(index)]) == 2
+    assert "two different songs" in capsys.readouterr().err
+    assert main(["path", str(start), str(tmp_path / "x.wav"), "--index", str(index)]) == 2
+    assert "x.wav: not in the index" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*args[:-2], "--count", "1"])
+    assert "--count must be at least 2" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.lightning_module.library.tiny_index import write_tiny_index
 from tests.lightning_module.serving.conftest import ThreadServer, make_service
 
 schemathesis = pytest.importorskip("schemathesis", reason="the dev extra is not installed")
@@ -19,7 +20,14 @@ from schemathesis.generation import GenerationMode  # noqa: E402
 @pytest.fixture(scope="module")
 def fuzzed(trained_checkpoint, base_tagger, tmp_path_factory) -> Iterator[ThreadServer]:
     tmp = tmp_path_factory.mktemp("fuzzed")
-    service = make_service(trained_checkpoint, tmp, base_tagger, max_upload_bytes=1_000_000)
+    write_tiny_index(tmp / "music", tmp / "library.index", 6)  # for /v1/similar and /v1/path
+    service = make_service(
+        trained_checkpoint,
+        tmp,
+        base_tagger,
+        max_upload_bytes=1_000_000,
+        index=tmp / "library.index",
+    )
     (tmp / "music" / "a.wav").write_bytes(b"not audio")
     with ThreadServer(service) as running:
         yield running
@@ -29,7 +37,18 @@ def test_openapi_schema(fuzzed) -> None:
     with fuzzed.client() as client:
         schema = client.get("/openapi.json").json()
     paths = schema["paths"]
-    assert set(paths) == {"/healthz", "/v1/model", "/v1/tag", "/v1/tag-path"}
+    assert set(paths) == {
+        "/healthz",
+        "/v1/model",
+        "/v1/tag",
+        "/v1/tag-path",
+        "/v1/similar",
+        "/v1/path",
+    }
+    walk = {p["name"]: p for p in paths["/v1/path"]["get"]["parameters"]}
+    assert set(walk) == {"from", "to", "count"} and walk["count"]["schema"]["minimum"] == 2
+    for code in ("401", "403", "404", "422", "503"):
+        assert code in paths["/v1/similar"]["get"]["responses"], code
     tag = paths["/v1/tag"]["post"]
     upload = tag["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert upload["required"] == ["file"] and upload["properties"]["file"]["format"] == "binary"
@@ -52,7 +71,14 @@ def test_openapi_schema(fuzzed) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/healthz"), ("GET", "/v1/model"), ("POST", "/v1/tag"), ("POST", "/v1/tag-path")],
+    [
+        ("GET", "/healthz"),
+        ("GET", "/v1/model"),
+        ("POST", "/v1/tag"),
+        ("POST", "/v1/tag-path"),
+        ("GET", "/v1/similar"),
+        ("GET", "/v1/path"),
+    ],
 )
 def test_no_server_errors(fuzzed, method: str, path: str) -> None:
     """Schemathesis cases from the live schema, valid and invalid ones (wrong types, missing
