@@ -6,6 +6,7 @@ python scripts/benchmark.py --checkpoint checkpoints/real/last.ckpt   # + infere
 python scripts/benchmark.py --service      # the HTTP service vs a predict_clip process per file
 python scripts/benchmark.py --tags --similarity   # tag writing per file; exact vs HNSW search
 python scripts/benchmark.py --runtime --checkpoint x.ckpt   # torch-free runtime vs PyTorch path
+python scripts/benchmark.py --paths        # path playlists vs baselines on ../shared/data
 """
 
 from __future__ import annotations
@@ -122,6 +123,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "retrieval and genre agreement on ../shared/data",
     )
     parser.add_argument(
+        "--paths",
+        action="store_true",
+        help="only path playlists (similar path, GET /v1/path): step sizes and label continuity "
+        "against random-order and straight-line baselines on ../shared/data's GTZAN and 4Q clips "
+        "(the shipped model, or --checkpoint)",
+    )
+    parser.add_argument(
         "--runtime",
         action="store_true",
         help="only the torch-free runtime (issue 25) against the PyTorch path: install size of a "
@@ -154,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         return service_main(args, argv)
     if args.runtime:
         return runtime_main(args, argv)
+    if args.paths:
+        from lightning_module.benchmark.paths import run_paths_main
+
+        return run_paths_main(args.work_dir, args.checkpoint[0] if args.checkpoint else None)
     if args.tags or args.similarity:
         from lightning_module.benchmark.tags_and_similarity import run_library_benchmarks
 

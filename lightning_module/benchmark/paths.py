@@ -204,3 +204,20 @@ def format_paths_report(report: dict[str, Any]) -> str:
                 f"{r['max_step']:>6.4f}{cont}"
             )
     return "\n".join(lines)
+
+
+def run_paths_main(work_dir: str | Path, checkpoint: str | Path | None = None) -> int:
+    """``scripts/benchmark.py --paths``: measure, print, write the JSON in ``work_dir``."""
+    from datamodules.io import write_json_atomic
+    from lightning_module.benchmark.tags_and_similarity import SHARED_DATA
+
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    shared = SHARED_DATA / "data"
+    if not shared.is_dir():
+        print(f"error: {shared}: no shared data (set SHARED_DATA)")
+        return 2
+    report = run_paths_benchmark(checkpoint, work_dir, shared)
+    print(format_paths_report(report), flush=True)
+    print(f"wrote {write_json_atomic(work_dir / 'paths_benchmark.json', report)}")
+    return 0
