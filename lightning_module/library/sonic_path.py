@@ -3,12 +3,15 @@
 A path of ``count`` songs starts at song A, ends at song B, holds no song twice, and each step
 (the cosine distance between consecutive songs) should be small. :class:`PathSearch` finds one
 with a beam search over the songs' nearest neighbours that minimises the sum of
-``step ** power`` (``power`` 2 by default: chosen by measurement, docs/tag_your_library.md;
-a squared cost spreads the distance over the steps instead of taking one big jump):
+``step ** power`` (``power`` 2 by default, and the bridges below: chosen by measurement,
+``scripts/benchmark.py --paths``, docs/tag_your_library.md; a squared cost spreads the distance
+over the steps instead of taking one big jump):
 
 * each of the ``beam`` best partial paths is extended by each of the ``k`` nearest neighbours of
   its last song not already on it (the index's :class:`~.similarity.Searcher`: exact, or its
-  HNSW graph on large libraries), the final step always goes to B;
+  HNSW graph on large libraries), and by the ``line`` songs nearest this position's point on
+  the straight A→B line (bridges: the neighbour lists of a tight cluster of songs never leave
+  it); the final step always goes to B;
 * partial paths are ranked by their cost so far plus a lower bound of what is left: ``r`` steps
   from a song at chord length ``l`` from B (unit vectors, ``l**2 = 2 * cosine distance``) cost at
   least ``r * ((l / r)**2 / 2) ** power`` (triangle inequality; the cost is convex in the
