@@ -42,8 +42,9 @@ MAX_PATH = 100
 #: A song id: 16 lowercase hex digits (:func:`song_id`).
 ID_PATTERN = re.compile(r"[0-9a-f]{16}")
 METHOD = (
-    "beam search over each song's nearest neighbours minimising the sum of squared cosine "
-    "distances between consecutive songs (lightning_module/library/sonic_path.py)"
+    "beam search over each song's nearest neighbours and the songs near the straight A-B line, "
+    "minimising the sum of squared cosine distances between consecutive songs "
+    "(lightning_module/library/sonic_path.py)"
 )
 SIMILARITY = "1 - cosine_distance / 2 of the two songs' embeddings"
 
