@@ -22,7 +22,9 @@ def cadence(tonic: str, mode: str, sample_rate: int = 16000, seconds: float = 8.
     envelope = np.exp(-1.5 * t)
     parts = []
     for root, quality in chords:
-        notes = [pitch + root + q for q in quality] + [pitch + root - 24]  # the bass two octaves down
+        notes = [pitch + root + q for q in quality] + [
+            pitch + root - 24
+        ]  # the bass two octaves down
         tone = np.zeros(per_chord)
         for midi in notes:
             f0 = 440.0 * 2 ** ((midi - 69) / 12)
