@@ -31,6 +31,7 @@ step that touches it) and at most a hidden temp file, removed on the next run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -89,9 +90,9 @@ from lightning_module.library.undo import plan_undo, run_undo, undo_command  # n
 
 # -- what we wrote ---------------------------------------------------------------------------
 def read_marker(tags: TagFile) -> dict[str, Any]:
-    """Our marker field: ``{"fields": {logical: our texts in it}, "models": {logical: model
-    id}, "run": the signature of the run that wrote it}`` (older files: ``fields`` and
-    ``min_probability`` only)."""
+    """Our marker field: ``{"fields": {standard field: our texts in it}, "models": {model id:
+    [the fields of ours it wrote]}, "run": the signature of the run that wrote it}`` (older
+    files: ``fields`` and ``min_probability`` only)."""
     texts = value_texts(tags.read(tags.key(MARKER)))
     try:
         marker = json.loads(texts[0]) if texts else {}
@@ -100,9 +101,21 @@ def read_marker(tags: TagFile) -> dict[str, Any]:
     return marker if isinstance(marker, dict) else {}
 
 
-def run_signature(options: WriteOptions) -> dict[str, Any]:
-    """What the marker records of a run: a later run with the same signature changes nothing."""
-    return options.signature()
+def run_signature(options: WriteOptions) -> str:
+    """What the marker records of a run (a digest of :meth:`WriteOptions.signature`): a later
+    run with the same signature would change nothing, so it need not even predict."""
+    text = json.dumps(options.signature(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def marker_models(marker: Mapping[str, Any]) -> dict[str, str]:
+    """Logical field → the id of the model that wrote it, from the marker's ``models`` (model
+    id → its fields)."""
+    out: dict[str, str] = {}
+    for model, fields in _dict(marker.get("models")).items():
+        for logical in fields if isinstance(fields, list) else []:
+            out[str(logical)] = str(model)
+    return out
 
 
 def already_tagged(tags: TagFile, options: WriteOptions) -> bool:
@@ -208,7 +221,7 @@ def plan_file(
         desired = desired_fields(prediction, options)
         marker = read_marker(tags)
         ours_before = _dict(marker.get("fields"))
-        models_before = _dict(marker.get("models"))
+        models_before = marker_models(marker)
         ours_after = {k: v for k, v in ours_before.items() if not in_scope(k)}
         for logical in STANDARD_FIELDS:
             if in_scope(logical):
@@ -232,8 +245,11 @@ def plan_file(
         earlier = value_texts(tags.read(tags.key("model"))) if unnamed else []
         first = sorted(models.values(), key=lambda m: m != options.model)
         model_texts = list(dict.fromkeys([*first, *earlier]))
+        by_model: dict[str, list[str]] = {}
+        for logical in sorted(models):
+            by_model.setdefault(models[logical], []).append(logical)
         marker_text = json.dumps(
-            {"fields": ours_after, "models": models, "run": run_signature(options)},
+            {"fields": ours_after, "models": by_model, "run": run_signature(options)},
             sort_keys=True,
             separators=(",", ":"),
         )
