@@ -31,6 +31,7 @@ from lightning_module.library.musical_key import NOTATIONS  # noqa: E402
 from lightning_module.library.tag_values import (  # noqa: E402
     GENRE_MODES,
     GENRE_TAG_TARGETS,
+    GENRE_TAG_THRESHOLD,
     SELECTABLE,
     TAG_THRESHOLD,
 )
@@ -95,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--genre-tag-threshold",
         type=float,
-        default=TAG_THRESHOLD,
+        default=GENRE_TAG_THRESHOLD,
         help="write the genre tags this probable or more (default: %(default)s)",
     )
     parser.add_argument(
