@@ -18,6 +18,7 @@ import pytest
 
 from lightning_module.library import write_tags as wt
 from lightning_module.library.tag_fields import PREFIX, open_tags
+from lightning_module.library.tag_values import GENRE_TAG_THRESHOLD, TAG_THRESHOLD
 from scripts.predict_clip import main as predict_main
 from scripts.write_tags import main
 from tests.conftest import REPO_ROOT
@@ -133,9 +134,9 @@ def test_from_results_jsonl_and_csv(trained_checkpoint: Path, tmp_path: Path, ca
                 assert own(path, name) == [wt.feature_text(name, value)], (fmt, name)
             names = {k.upper() for k, _ in mutagen_view(path) if PREFIX in k.upper()}
             expected = {name.upper() for name in row["features"]} | {"MODEL", "VERSION", "WRITTEN"}
-            if any(p >= 0.5 for p in (row.get("genre_tags") or {}).values()):
+            if any(p >= GENRE_TAG_THRESHOLD for p in (row.get("genre_tags") or {}).values()):
                 expected.add("GENRE_TAGS")
-            if any(t["probability"] >= 0.5 for t in row.get("tags") or []):
+            if any(t["probability"] >= TAG_THRESHOLD for t in row.get("tags") or []):
                 expected.add("TAGS")
             assert {n.rsplit(PREFIX, 1)[1] for n in names} == expected
             if "tempo" in row["features"]:
