@@ -98,6 +98,7 @@ class Tagger:
         self.min_tail = tail_threshold(self.hop)
         self._trained = set(self.spec.trained_features)
         self._basis = {k: self.spec.feature_basis(k) for k in self.spec.feature_names}
+        self._key_basis = self.spec.key_basis
         self._tempo_bins = tempo_bins(self.spec)
         self._mean = np.array(self.spec.feature_mean, dtype=np.float32)
         self._std = np.array(self.spec.feature_std, dtype=np.float32)
@@ -216,11 +217,13 @@ class Tagger:
         features = {k: v for k, v in features.items() if k in self._trained}
         classes: dict[str, list[tuple[str, float]]] = {}
         decoded: dict[str, Any] = {}
+        basis = {k: self._basis[k] for k in features}
         for task in TASKS:
             if task.name in DEDICATED or task.name not in outputs:
                 continue
             if task.decoder is not None:
                 decoded.update(DECODERS[task.decoder].decode(outputs[task.name]))
+                basis[task.name] = self._key_basis if task.name == "key" else ""
             else:
                 classes[task.name] = ranked(task.name, spec.names(task.name))
         return ClipPrediction(
@@ -232,7 +235,7 @@ class Tagger:
             features=features,
             tags=ranked("tags", spec.tag_names),
             start=start,
-            feature_basis={k: self._basis[k] for k in features},
+            feature_basis=basis,
             genre_tags=dict(ranked("genre_tags", spec.genre_tag_names)),
             classes=classes,
             decoded=decoded,

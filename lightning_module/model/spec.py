@@ -83,7 +83,8 @@ class TaggerSpec:
     ``genre_tag_names``, the multi-label AllMusic genres of the genre-tag head (empty: no head;
     always empty before format 4). Key: ``key_names``, the 24 keys of the key head (empty: no
     head; always empty before format 5), which reads a spectrogram of ``key_n_fft`` samples and
-    has ``key_hidden`` hidden channels (see ``model.key.KeyBranch``).
+    has ``key_hidden`` hidden channels (see ``model.key.KeyBranch``); ``key_sources`` says what
+    it learned from (clips by provenance; ``dsp:krumhansl``: the DSP profiles, nothing learned).
     """
 
     genre_names: tuple[str, ...] = ()
@@ -96,6 +97,7 @@ class TaggerSpec:
     train_sources: Mapping[str, int] = field(default_factory=dict)
     genre_tag_names: tuple[str, ...] = ()
     key_names: tuple[str, ...] = ()
+    key_sources: Mapping[str, int] = field(default_factory=dict)
     key_n_fft: int = 8192
     key_hidden: int = 16
     tempo_bins: int = 0
@@ -146,6 +148,8 @@ class TaggerSpec:
             )
         if "train_sources" in values:
             values["train_sources"] = dict(values["train_sources"] or {})
+        if "key_sources" in values:
+            values["key_sources"] = dict(values["key_sources"] or {})
         if "feature_names" in values:
             n = len(values["feature_names"])
             values.setdefault("feature_mean", (0.0,) * n)
@@ -186,6 +190,18 @@ class TaggerSpec:
         parts = ", ".join(f"{k} {v}" for k, v in sorted(sources.items(), key=lambda kv: -kv[1]))
         real = sum(v for k, v in sources.items() if k != "synthetic")
         return f"{parts} ({real} real clips)" if real else f"{parts} (no real clips)"
+
+    @property
+    def key_basis(self) -> str:
+        """What the key head learned from, in words (``human 189 annotated keys``)."""
+        if not self.key_names:
+            return ""
+        if not self.key_sources:
+            return "not recorded"
+        if "dsp:krumhansl" in self.key_sources:
+            return "DSP: chroma + Krumhansl-Kessler profiles (nothing learned)"
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(self.key_sources.items()))
+        return f"{parts} annotated keys"
 
     @property
     def synthetic_only(self) -> bool:

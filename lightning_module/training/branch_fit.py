@@ -237,8 +237,19 @@ def fit_branches(
     state = dict(source["state_dict"])
     state.update({f"net.key.{k}": v for k, v in key_final.state_dict().items()})
     state.update({f"net.tempo.{k}": v for k, v in tempo_final.state_dict().items()})
+    # What each refitted head now rests on: the clips with a listener tempo / an annotated key.
+    old = TaggerSpec.from_hparams(source["hyper_parameters"])
+    n_tempo = sum(1 for c in inputs.clips if c.tempo is not None)
+    n_key = sum(1 for c in inputs.clips if c.key is not None)
+    feature_sources = [
+        {"human": n_tempo} if name == "tempo" else dict(sources)
+        for name, sources in zip(old.feature_names, old.feature_sources, strict=False)
+    ]
+    learned = KEY_CANDIDATES[key_best.name] is not None
     hparams = {
         **source["hyper_parameters"],
+        "feature_sources": feature_sources or source["hyper_parameters"].get("feature_sources"),
+        "key_sources": {"human": n_key} if learned else {"dsp:krumhansl": 0},
         "key_names": list(KEY_NAMES),
         "key_n_fft": spec.key_n_fft,
         "key_hidden": KEY_CANDIDATES[key_best.name] or 0,

@@ -34,7 +34,8 @@ def format_prediction(prediction: ClipPrediction, top: int = 3) -> str:
     for task in TASKS:  # heads added since: decoded values (the key) or ranked labels
         if task.decoder and set(DECODERS[task.decoder].fields) <= set(prediction.decoded):
             described = DECODERS[task.decoder].describe(prediction.decoded)
-            lines.append(f"  {task.text + ':':<9}{described}")
+            basis = prediction.feature_basis.get(task.name, "")
+            lines.append(f"  {task.text + ':':<9}{described:<24}  {basis}".rstrip())
         elif task.name in prediction.classes and prediction.classes[task.name]:
             ranked = prediction.classes[task.name][:top]
             text = task.text or task.name
