@@ -202,7 +202,7 @@ def _csv_records(text: str) -> Iterator[tuple[list[str], str]]:
         consumed.clear()
 
 
-def model_identity(path: str | os.PathLike) -> dict[str, Any]:
+def model_file_record(path: str | os.PathLike) -> dict[str, Any]:
     """The model file as the state records it: resolved path, size in bytes and sha256."""
     path = Path(path)
     return {"path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
@@ -225,7 +225,7 @@ def _expected_state(
     return {
         "kind": STATE_KIND,
         "version": STATE_VERSION,
-        "model": model_identity(model),
+        "model": model_file_record(model),
         "folder": str(folder),
         "folder_resolved": os.path.realpath(folder),
         # What changes the rows (batch size and device change only float rounding).
