@@ -121,6 +121,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        songs = None
+        if args.index is not None:  # before the model loads: a bad index stops the start at once
+            from lightning_module.library.song_index import SongIndex
+
+            songs = SongIndex(args.index, args.music_root)
         config = ServiceConfig(
             model=Path(args.onnx or args.checkpoint or default_model()),
             device=args.device,
@@ -129,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             max_batch=args.max_batch,
             max_wait=args.max_wait_ms / 1000,
             music_root=args.music_root,
-            index=args.index,
+            songs=songs,
             token=args.token or os.environ.get(TOKEN_ENV) or None,
             temp_dir=args.temp_dir,
             limits=ServiceLimits(

@@ -26,7 +26,6 @@ from lightning_module.inference.runners import OnnxRunner
 from lightning_module.inference.tagger import Tagger
 from lightning_module.serving.batcher import WindowBatcher, deadline
 from lightning_module.serving.limits import ConcurrencyGate, ServiceLimits
-from lightning_module.serving.similar import SongIndex
 
 
 class TooLongError(AudioError):
@@ -50,8 +49,9 @@ class ServiceConfig:
         max_batch: most windows of all requests together in one forward pass.
         max_wait: seconds waiting windows wait for others before a pass runs anyway.
         music_root: folder ``POST /v1/tag-path`` may read below (``None``: endpoint disabled).
-        index: library index (``audiotagger similar index``) ``GET /v1/similar`` and
-            ``GET /v1/path`` answer from, for its songs below ``music_root`` (which it needs).
+        songs: the library index ``GET /v1/similar`` and ``GET /v1/path`` answer from, loaded
+            (a :class:`lightning_module.library.song_index.SongIndex`, which ``serve --index``
+            builds; serving never imports the library); ``None``: those endpoints answer 503.
         token: bearer token every ``/v1`` request must carry (``None``: none needed).
         temp_dir: where uploads are written, one folder per request, removed after it
             (``None``: a fresh folder under the system temp dir, removed at shutdown).
@@ -65,7 +65,7 @@ class ServiceConfig:
     max_batch: int = 64
     max_wait: float = 0.01
     music_root: Path | None = None
-    index: Path | None = None
+    songs: Any = field(default=None, repr=False, compare=False)
     token: str | None = field(default=None, repr=False)  # never in a repr, hence never logged
     temp_dir: Path | None = None
     limits: ServiceLimits = field(default_factory=ServiceLimits)
@@ -83,12 +83,7 @@ class TaggingService:
     def __init__(self, config: ServiceConfig, tagger: Tagger | None = None) -> None:
         self.config = config
         self.limits = config.limits
-        # The index first: a missing or unreadable one is refused before the model loads.
-        self.songs: SongIndex | None = None
-        if config.index is not None:
-            if config.music_root is None:
-                raise ValueError("--index needs --music-root (the songs it serves lie below it)")
-            self.songs = SongIndex(config.index, Path(config.music_root))
+        self.songs = config.songs
         base = tagger or Tagger.from_file(
             config.model,
             device=config.device,

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from lightning_module.library.song_index import SongIndex
 from tests.lightning_module.library.tiny_index import write_tiny_index
 from tests.lightning_module.serving.conftest import ThreadServer, make_service
 
@@ -26,7 +27,7 @@ def fuzzed(trained_checkpoint, base_tagger, tmp_path_factory) -> Iterator[Thread
         tmp,
         base_tagger,
         max_upload_bytes=1_000_000,
-        index=tmp / "library.index",
+        songs=SongIndex(tmp / "library.index", tmp / "music"),
     )
     (tmp / "music" / "a.wav").write_bytes(b"not audio")
     with ThreadServer(service) as running:

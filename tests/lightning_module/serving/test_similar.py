@@ -12,8 +12,8 @@ import pytest
 
 from lightning_module.inference.tagger import Tagger, default_model
 from lightning_module.library.similarity import LibraryIndex, LibraryIndexError
-from lightning_module.serving.service import ServiceConfig, TaggingService
-from lightning_module.serving.similar import MAX_PATH, MAX_SIMILAR, song_id
+from lightning_module.library.song_index import SongIndex, song_id
+from lightning_module.serving.similar import MAX_PATH, MAX_SIMILAR
 from tests.lightning_module.library.tiny_index import write_tiny_index
 from tests.lightning_module.serving.conftest import ThreadServer, make_service
 
@@ -40,7 +40,7 @@ def served(model, tagger, tmp_path_factory) -> Iterator[ThreadServer]:
     (tmp / "music" / "link_out.wav").symlink_to(tmp / "outside.wav")
     (tmp / "music" / "link_in.wav").symlink_to(tmp / "music" / "album0" / "song003.wav")
     (tmp / "music" / "not_indexed.wav").touch()
-    service = make_service(model, tmp, tagger, index=index_path)
+    service = make_service(model, tmp, tagger, songs=SongIndex(index_path, tmp / "music"))
     with ThreadServer(service) as running:
         running.tmp = tmp
         yield running
@@ -158,7 +158,9 @@ def test_the_model_endpoint_describes_the_index(served) -> None:
 def test_a_changed_index_is_reread_and_a_broken_one_ignored(model, tagger, tmp_path) -> None:
     index_path = tmp_path / "library.index"
     write_tiny_index(tmp_path / "music", index_path, 6)
-    with ThreadServer(make_service(model, tmp_path, tagger, index=index_path)) as s:
+    with ThreadServer(
+        make_service(model, tmp_path, tagger, songs=SongIndex(index_path, tmp_path / "music"))
+    ) as s:
         first = get(s, "/v1/similar", path="album0/song001.wav", count=50).json()
         write_tiny_index(tmp_path / "music", index_path, 8)
         second = get(s, "/v1/similar", path="album0/song001.wav", count=50).json()
@@ -176,16 +178,18 @@ def test_no_index_is_a_clear_503(model, tagger, tmp_path) -> None:
     assert info["similarity"] is None
 
 
-def test_a_missing_index_or_root_stops_the_start(tmp_path) -> None:
-    from scripts.serve import parse_args
+def test_a_missing_index_or_root_stops_the_start(tmp_path, capsys) -> None:
+    from scripts.serve import main, parse_args
 
-    model = tmp_path / "never_loaded.onnx"  # the index is checked before any model is read
     with pytest.raises(LibraryIndexError, match="no such index"):
-        TaggingService(ServiceConfig(model, music_root=tmp_path, index=tmp_path / "none.index"))
-    with pytest.raises(ValueError, match="--index needs --music-root"):
-        TaggingService(ServiceConfig(model, index=tmp_path / "none.index"))
+        SongIndex(tmp_path / "none.index", tmp_path)
+    # the index is read before any model: this model file does not even exist
+    args = ["--onnx", str(tmp_path / "never_loaded.onnx"), "--music-root", str(tmp_path)]
+    assert main([*args, "--index", str(tmp_path / "none.index")]) == 2
+    assert "none.index: no such index" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parse_args(["--index", str(tmp_path / "x.index")])
+    assert "--index needs --music-root" in capsys.readouterr().err
 
 
 def test_songs_outside_the_root_are_never_served(model, tagger, tmp_path) -> None:
@@ -197,7 +201,7 @@ def test_songs_outside_the_root_are_never_served(model, tagger, tmp_path) -> Non
     index.entries[0].path = str(inside.resolve())  # one song below the root, five elsewhere
     index.embeddings[0] = np.asarray(index.embeddings[1])
     index.save(index_path)
-    service = make_service(model, tmp_path, tagger, index=index_path)
+    service = make_service(model, tmp_path, tagger, songs=SongIndex(index_path, tmp_path / "music"))
     with ThreadServer(service) as s:
         info = get(s, "/v1/model").json()["similarity"]
         alone = get(s, "/v1/similar", path="song.wav", count=5).json()
