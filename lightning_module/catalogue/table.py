@@ -227,9 +227,7 @@ class Output:
         """The skipped table (path, reason, kind) of this run, replacing the last run's."""
         import pyarrow as pa
 
-        rows = [
-            {"path": p, "reason": r, "kind": skip_reason(r)} for p, r in sorted(set(skipped))
-        ]
+        rows = [{"path": p, "reason": r, "kind": skip_reason(r)} for p, r in sorted(set(skipped))]
         schema = pa.schema([(c, pa.string()) for c in SKIPPED_COLUMNS])
         path = self.folder / f"{SKIPPED_NAME}.parquet"
         self._write_part(pa.Table.from_pylist(rows, schema=schema), path)

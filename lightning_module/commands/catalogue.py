@@ -89,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import ray  # noqa: F401 (checked here for a one-line hint; used in catalogue.pipeline)
     except ImportError:
-        print("error: the catalogue needs Ray: pip install 'audiotagger[catalogue]'", file=sys.stderr)
+        print(
+            "error: the catalogue needs Ray: pip install 'audiotagger[catalogue]'", file=sys.stderr
+        )
         return 2
     try:
         model = args.onnx or args.checkpoint or str(default_model())
