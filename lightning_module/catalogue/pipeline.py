@@ -174,13 +174,18 @@ class TagActor:
 
 @dataclass(frozen=True)
 class Scale:
-    """How the work spreads: ``actors`` model actors, each with ``cpus_per_actor`` CPUs and
-    ``gpus_per_actor`` GPUs (fractions share one); decode tasks take one CPU each and read
-    ``files_per_block`` files; an actor call tags ``files_per_call`` files."""
+    """How the work spreads: ``actors`` model actors, each reserving ``cpus_per_actor`` CPUs and
+    ``gpus_per_actor`` GPUs (fractions share one); decode tasks reserve ``cpus_per_task`` CPUs
+    each and read ``files_per_block`` files; an actor call tags ``files_per_call`` files.
+
+    Reservations are Ray's bookkeeping, not limits: on CPUs alone the model costs about twice
+    what decoding does (docs/scale.md), so half a CPU each for an actor and a task, one actor
+    per CPU, keeps every core busy with both."""
 
     actors: int = 1
     cpus_per_actor: float = 1.0
     gpus_per_actor: float = 0.0
+    cpus_per_task: float = 1.0
     files_per_block: int = 4
     files_per_call: int = 16
 
@@ -232,7 +237,7 @@ def run_pipeline(
         batch_format="pyarrow",
         batch_size=None,  # one block per task
         fn_kwargs={"windowing": windowing},
-        num_cpus=1,
+        num_cpus=scale.cpus_per_task,
         # What a task holds at worst: its files' windows twice (kept, then as bytes) plus the
         # decoder's blocks. Asking for it also keeps Ray from fusing decoding into the model
         # actors (it fuses stages whose resource requests are identical).

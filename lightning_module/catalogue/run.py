@@ -41,6 +41,8 @@ class CatalogueRun:
     #: CPUs of the Ray started on this machine when no cluster is named (None: all)
     num_cpus: int | None = None
     scale: Scale = field(default_factory=Scale)
+    #: onnxruntime threads per actor (None: ``scale.cpus_per_actor``, at least 1)
+    actor_threads: int | None = None
     force: bool = False
     csv: bool = False
     part_rows: int = 1000
@@ -119,7 +121,7 @@ def tag_catalogue(
         device=run.device,
         batch_size=run.batch_size,
         overlap=run.overlap,
-        threads=max(1, int(run.scale.cpus_per_actor)),
+        threads=run.actor_threads or max(1, round(run.scale.cpus_per_actor)),
     )
     started = connect(run.address, run.num_cpus) if todo else False
     bar = tqdm(total=len(todo), unit="file", disable=not progress, leave=False)

@@ -46,6 +46,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--cpus-per-actor", type=float, default=1.0, help="CPUs each actor reserves (default: 1)"
     )
     parser.add_argument(
+        "--cpus-per-task", type=float, default=1.0, help="CPUs a decode task reserves (default: 1)"
+    )
+    parser.add_argument(
+        "--actor-threads",
+        type=int,
+        help="onnxruntime threads per actor (default: --cpus-per-actor, at least 1)",
+    )
+    parser.add_argument(
         "--num-gpus",
         type=float,
         default=0.0,
@@ -70,8 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("actors", "files_per_task", "files_per_call", "batch_size", "part_rows"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, not {getattr(args, name)}")
-    if args.num_gpus < 0 or args.cpus_per_actor <= 0:
-        parser.error("--num-gpus must be >= 0 and --cpus-per-actor > 0")
+    if args.num_gpus < 0 or args.cpus_per_actor < 0 or args.cpus_per_task <= 0:
+        parser.error("--num-gpus and --cpus-per-actor must be >= 0, --cpus-per-task > 0")
     if not 0.0 <= args.overlap < 1.0:
         parser.error(f"--overlap must be in [0, 1), not {args.overlap}")
     return args
@@ -113,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
                 gpus_per_actor=args.num_gpus,
                 files_per_block=args.files_per_task,
                 files_per_call=args.files_per_call,
+                cpus_per_task=args.cpus_per_task,
             ),
+            actor_threads=args.actor_threads,
             force=args.force,
             csv=args.csv,
             part_rows=args.part_rows,
