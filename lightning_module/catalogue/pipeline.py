@@ -220,6 +220,8 @@ def run_pipeline(
 ) -> Iterator[Any]:
     """The rows of ``items`` (path, file_bytes, file_mtime_ns), as ``pyarrow.Table`` batches
     in the order they finish: :func:`~.table.row_schema` columns plus :data:`REASON`."""
+    if not items:
+        return
     # Ray Data's notices ("execution finished in ...") are not for this command's user; read
     # when Ray Data (re)configures its loggers, at import and for each dataset.
     os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
@@ -228,8 +230,6 @@ def run_pipeline(
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the run draws one bar of its own, in files
     context.print_on_execution_start = False
-    if not items:
-        return
     blocks = max(1, -(-len(items) // scale.files_per_block))
     ds = ray.data.from_items(items, override_num_blocks=blocks)
     ds = ds.map_batches(

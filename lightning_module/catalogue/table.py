@@ -149,7 +149,7 @@ class Output:
             )
 
     def _resume(self, identities: Mapping[str, tuple[int, int]]) -> tuple[set[str], int]:
-        import pyarrow.compute as pc
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         for tmp in self.tags.glob("*.tmp"):  # a part a kill caught mid-write: never renamed
@@ -176,7 +176,7 @@ class Output:
                 continue
             dropped += keep.count(False)
             if any(keep):
-                self._write_part(pq.read_table(part).filter(pc.array(keep)), part)
+                self._write_part(pq.read_table(part).filter(pa.array(keep)), part)
             else:
                 part.unlink()
         return {p for p in kept if p in identities}, dropped
