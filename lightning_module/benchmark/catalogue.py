@@ -7,6 +7,8 @@
   CPUs (``ray.init(num_cpus=N)``), N actors of half a CPU and decode tasks of half a CPU
   (:class:`~lightning_module.catalogue.pipeline.Scale`), timed the same way: actor start and
   model load included, Ray's own start (reported beside it) not, since a cluster pays it once.
+* Every run is pinned to its cores (CPU affinity, inherited by Ray's processes and the decode
+  workers): Ray's CPU counts are only bookkeeping, so without it "1 CPU" would use both.
 * Runs are interleaved (folder, Ray N, Ray 1, Ray N, folder) so that the load of a shared
   machine drifts over all of them alike; each rate is the mean of its runs.
 
@@ -18,6 +20,7 @@ is read once before the clock starts (page cache), as in the other rows.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import statistics
@@ -47,6 +50,19 @@ def bench_files(work_dir: Path, files: int) -> tuple[Path, str]:
     return folder, f"{files} generated 30 s 44.1 kHz stereo files (mp3, m4a, flac)"
 
 
+def _cores(n: int) -> set[int]:
+    """The first ``n`` CPUs this process may use."""
+    return set(sorted(os.sched_getaffinity(0))[:n])
+
+
+def _pin(cpus: set[int]) -> None:
+    """Every thread of this process onto ``cpus``; processes started afterwards inherit it (Ray's
+    raylet and workers, the folder run's decode workers), so N workers really get N cores."""
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(int(task.name), cpus)
+
+
 def _read_all(folder: Path) -> None:
     for path in folder.iterdir():
         path.read_bytes()
@@ -57,7 +73,8 @@ def _folder_run(folder: Path, out: Path, workers: int) -> float:
     spawned, and a spawned child imports the parent's main module (here that would be the
     benchmark script and the training stack it imports; ``audiotagger tag`` is light)."""
     code = (
-        "import sys; from lightning_module.benchmark.catalogue import folder_run_seconds; "
+        "import sys; from lightning_module.benchmark.catalogue import folder_run_seconds, _pin, "
+        "_cores; _pin(_cores(int(sys.argv[3]))); "
         "print(folder_run_seconds(sys.argv[1], sys.argv[2], int(sys.argv[3])))"
     )
     done = subprocess.run(
@@ -92,6 +109,8 @@ def _ray_run(folder: Path, out: Path, workers: int) -> tuple[float, float]:
     from lightning_module.inference.tagger import default_model
 
     shutil.rmtree(out, ignore_errors=True)
+    before = os.sched_getaffinity(0)
+    _pin(_cores(workers))
     start = time.perf_counter()
     ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
              logging_level="ERROR")  # fmt: skip
@@ -105,6 +124,7 @@ def _ray_run(folder: Path, out: Path, workers: int) -> tuple[float, float]:
         return time.perf_counter() - start, started
     finally:
         ray.shutdown()
+        _pin(before)
 
 
 def measure_catalogue(work_dir: Path, files: int = 200, workers: int = 2) -> dict[str, Any]:
