@@ -127,6 +127,39 @@ def _ray_run(folder: Path, out: Path, workers: int) -> tuple[float, float]:
         _pin(before)
 
 
+def cpu_per_file(folder: Path, files: int = 20) -> dict[str, float]:
+    """CPU seconds per file of the two stages, in this process, one thread each (what the 10 M
+    plan in docs/scale.md scales from; CPU time moves much less than wall time with the load
+    of a shared machine): ``decode`` (``decode_windows``: decode, resample, window) and
+    ``model`` (the shipped ONNX model on those windows, batches of 16), plus ``windows``, the
+    mean windows per file."""
+    import numpy as np
+
+    from lightning_module.inference.runners import OnnxRunner
+    from lightning_module.inference.shipped import default_model
+    from lightning_module.inference.streaming import decode_windows
+    from lightning_module.inference.tagger import Tagger
+
+    runner = OnnxRunner(default_model(), threads=1)
+    tagger = Tagger(runner, runner.hparams)
+    paths = sorted(folder.iterdir())[:files]
+    start = time.process_time()
+    decoded = [
+        decode_windows(str(p), tagger.sample_rate, tagger.window, tagger.hop,
+                       tagger.max_windows, 0.0, None)
+        for p in paths
+    ]  # fmt: skip
+    decode = (time.process_time() - start) / len(paths)
+    windows = np.concatenate([d.windows for d in decoded if not isinstance(d, Exception)])
+    start = time.process_time()
+    for i in range(0, len(windows) - 15, 16):
+        runner(windows[i : i + 16])
+    per_window = (time.process_time() - start) / (len(windows) // 16 * 16)
+    per_file = len(windows) / len(paths)
+    return {"decode": decode, "model": per_window * per_file, "model_per_window": per_window,
+            "windows": per_file}  # fmt: skip
+
+
 def measure_catalogue(work_dir: Path, files: int = 200, workers: int = 2) -> dict[str, Any]:
     """The rows' numbers (see the module docstring) as a JSON-ready dict."""
     folder, what = bench_files(work_dir, files)
@@ -146,6 +179,7 @@ def measure_catalogue(work_dir: Path, files: int = 200, workers: int = 2) -> dic
         load.append(os.getloadavg()[0])
     rate = {k: files / statistics.mean(v) for k, v in runs.items()}
     return {
+        "cpu_seconds_per_file": cpu_per_file(folder),
         "files": what,
         "workers": workers,
         "seconds": runs,
@@ -177,6 +211,7 @@ def catalogue_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     per_core = result["files_per_s_per_core"].items()
     return [
         ("catalogue files", result["files"]),
+        ("CPU s per file, one thread", joined(result["cpu_seconds_per_file"].items(), "{} {:.4f}")),
         (f"folder run --workers {n}", f"{rate['folder']:.2f} files/s (runs {each('folder')} s)"),
         (f"Ray local, {n} CPUs", f"{rate[f'ray{n}']:.2f} files/s (runs {each(f'ray{n}')} s)"),
         ("Ray local, 1 CPU", f"{rate['ray1']:.2f} files/s (runs {each('ray1')} s)"),
