@@ -7,6 +7,7 @@ python scripts/benchmark.py --service      # the HTTP service vs a predict_clip 
 python scripts/benchmark.py --tags --similarity   # tag writing per file; exact vs HNSW search
 python scripts/benchmark.py --runtime --checkpoint x.ckpt   # torch-free runtime vs PyTorch path
 python scripts/benchmark.py --paths        # path playlists vs baselines on ../shared/data
+python scripts/benchmark.py --catalogue    # Ray Data (1 and 2 CPUs) vs the --workers folder run
 """
 
 from __future__ import annotations
@@ -153,6 +154,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--runtime-full-venv", type=Path, help="the full venv (default: the running one)"
     )
+    parser.add_argument(
+        "--catalogue",
+        action="store_true",
+        help="only the catalogue rows: Ray Data on this machine (1 and 2 CPUs) vs the "
+        "--workers 2 folder run on the same files (needs the `catalogue` extra)",
+    )
+    parser.add_argument("--catalogue-files", type=int, default=200, help="files it tags")
     return parser.parse_args(argv)  # fmt: skip
 
 
@@ -166,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         from lightning_module.benchmark.paths import run_paths_main
 
         return run_paths_main(args.work_dir, args.checkpoint[0] if args.checkpoint else None)
+    if args.catalogue:
+        return catalogue_main(args, argv)
     if args.tags or args.similarity:
         from lightning_module.benchmark.tags_and_similarity import run_library_benchmarks
 
@@ -237,6 +247,20 @@ def runtime_main(args: argparse.Namespace, argv: list[str] | None) -> int:
     result.wall_seconds = time.perf_counter() - start
     out = write_json(result, args.out or Path(args.work_dir) / "runtime_benchmark.json")
     print(format_table(result))
+    print(f"wrote {out}")
+    return 0
+
+
+def catalogue_main(args: argparse.Namespace, argv: list[str] | None) -> int:
+    from datamodules.io import write_json_atomic
+    from lightning_module.benchmark.catalogue import catalogue_rows, measure_catalogue
+
+    result = measure_catalogue(args.work_dir, args.catalogue_files)
+    result["command"] = " ".join(["scripts/benchmark.py", *(argv or sys.argv[1:])])
+    out = args.out or Path(args.work_dir) / "catalogue_benchmark.json"
+    write_json_atomic(out, result)
+    width = max(len(name) for name, _ in catalogue_rows(result))
+    print("\n".join(f"{name:<{width}}  {value}" for name, value in catalogue_rows(result)))
     print(f"wrote {out}")
     return 0
 

@@ -32,6 +32,11 @@ SUBCOMMANDS: dict[str, tuple[str, str, str | None]] = {
         "'more like this': index a folder, query it, write playlists",
         "library",
     ),
+    "catalogue": (
+        "lightning_module.commands.catalogue",
+        "tag millions of files on Ray (this machine or a cluster), resumable",
+        "catalogue",
+    ),
     "serve": ("lightning_module.commands.serve", "the local tagging service and page", "serve"),
     "export": ("lightning_module.commands.export", "export a checkpoint to ONNX", "train"),
     "train": ("lightning_module.training.cli:run", "train a model (LightningCLI)", "train"),

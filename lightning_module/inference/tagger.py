@@ -318,8 +318,15 @@ class Tagger:
         gives the same numbers to the last bit. Results are those of :meth:`predict_file`
         (within float rounding).
         """
-        jobs: deque[_Job] = deque()
         decoded = self._decode_ahead(paths, offset, duration, decode_workers, decode_processes)
+        return self.predict_decoded(decoded, offset)
+
+    def predict_decoded(
+        self, decoded: Iterable[tuple[str | os.PathLike, Decoded | AudioError]], offset: float = 0.0
+    ) -> Iterator[ClipPrediction | AudioError]:
+        """:meth:`predict_files` on files already decoded (:func:`decode_windows`, e.g. by Ray
+        tasks in ``lightning_module.catalogue``): one result per item, in order, batched alike."""
+        jobs: deque[_Job] = deque()
         for path, result in decoded:
             job = _Job(str(path))
             if isinstance(result, AudioError):
