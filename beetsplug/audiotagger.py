@@ -15,6 +15,7 @@ imported when a command runs, so ``beet`` starts as fast with the plugin as with
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -60,8 +61,11 @@ class AudioTaggerPlugin(BeetsPlugin):
         register_media_fields(self)
         self.register_listener("write", add_own_tags)
         self._model: Any = None
+        #: ids of items the import stage changed, to write once their files are in place
+        self._imported: set[int] = set()
         if self.config["auto"].get(bool):
             self.import_stages = [self.imported]
+            self.register_listener("import_task_files", self.write_imported)
 
     # -- configuration ---------------------------------------------------------------------------
     def options(self) -> BeetsOptions:
@@ -144,8 +148,8 @@ class AudioTaggerPlugin(BeetsPlugin):
         ui.print_(report.line(model.label if model.loaded else model.base_id))
 
     def imported(self, session: Any, task: Any) -> None:
-        """The import stage (``auto: yes``): tag the imported items; beets writes the files
-        afterwards when ``import.write`` is on."""
+        """The import stage (``auto: yes``): tag the imported items (stored; the files are
+        written by :meth:`write_imported`, after beets copied or moved them)."""
         from lightning_module.beets_plugin.tagging import tag_items
 
         report = tag_items(
@@ -155,8 +159,31 @@ class AudioTaggerPlugin(BeetsPlugin):
             force=self.config["force"].get(bool),
             warn=self._warn,
         )
+        self._imported.update(item.id for item in report.changed_items)
         if report.changed or report.skipped:
             self._log.info("{}", report.line(self.model().base_id))
+
+    def write_imported(self, session: Any, task: Any) -> None:
+        """After beets placed an import's files: write our values into the files of the items
+        the import stage changed, when ``import.write`` is on. beets itself writes only the
+        items whose metadata it applied (not an as-is ``-A`` import); for those, our values
+        went with its write and are not written twice."""
+        items = [item for item in task.imported_items() if item.id in self._imported]
+        self._imported.difference_update(item.id for item in items)
+        beets_wrote = task.apply or getattr(task.choice_flag, "name", "") == "RETAG"
+        if not session.config["write"].get(bool) or beets_wrote:
+            return
+        # beets runs a plugin's listener with the plugin's log level set and asserts that none of
+        # its listeners is running already; our `write` listener runs inside this one (through
+        # try_write), so the level goes back to unset meanwhile and is restored after.
+        level = self._log.level
+        self._log.setLevel(logging.NOTSET)
+        try:
+            for item in items:
+                item.try_write()
+                item.store()  # the file's new mtime
+        finally:
+            self._log.setLevel(level)
 
     def similar_command(self, lib: Any, opts: Any, args: list[str]) -> None:
         from lightning_module.beets_plugin import similar

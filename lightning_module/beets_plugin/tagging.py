@@ -45,6 +45,8 @@ class TagReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     #: field -> items where the user's value was kept (without ``force``)
     kept: Counter[str] = field(default_factory=Counter)
+    #: the items whose values changed (stored)
+    changed_items: list[Any] = field(default_factory=list)
 
     def line(self, model_id: str) -> str:
         parts = [f"tagged {self.changed} item(s)", f"unchanged {self.unchanged}"]
@@ -166,6 +168,7 @@ def tag_items(
             report.unchanged += 1
             continue
         report.changed += 1
+        report.changed_items.append(item)
         if show is not None:
             show(item)
         if write:
