@@ -56,7 +56,7 @@ class BeetsOptions:
         min_probability: genre, mood and key go into beets' fields at this certainty or above.
         genre_source: ``top`` (the model's top genre) or ``tags`` (the AllMusic genre tags at or
             above ``genre_tags_threshold``, most probable first: a multi-value genre).
-        genre_tags_threshold: the genre tags kept (both in ``genre`` and ``audiotagger_genre_tags``).
+        genre_tags_threshold: the genre tags kept (in ``genre`` and ``audiotagger_genre_tags``).
         key_notation: ``initial_key`` as ``standard`` (``Am``, ``C#``) or ``camelot`` (``8A``).
     """
 

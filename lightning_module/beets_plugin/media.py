@@ -95,7 +95,7 @@ def add_own_tags(item: Any, path: Any = None, tags: dict[str, Any] | None = None
     """beets' ``write`` event: add the item's ``audiotagger_*`` values to the ``tags`` beets
     writes. An item we tagged also gets the fields the model no longer gives removed (None);
     an item we never tagged is left as it is (its file may hold another tool's values)."""
-    if tags is None or MODEL_FIELD not in item.keys():
+    if tags is None or MODEL_FIELD not in item:
         return
     for name in ITEM_TYPES:
-        tags[name] = item.get(name) if name in item.keys() else None
+        tags[name] = item.get(name) if name in item else None

@@ -104,14 +104,14 @@ def apply_prediction(
     for name in kept:
         written.pop(name, None)
     # Our attributes: set what the model gives, drop what it no longer gives.
-    for key in [k for k in item.keys() if k.startswith(PREFIX)]:
+    for key in [k for k in item if k.startswith(PREFIX)]:
         if key not in flex and key != WRITTEN_FIELD:
             del item[key]
     for key, value in flex.items():
         item[key] = value
     if written:
         item[WRITTEN_FIELD] = json.dumps(written, sort_keys=True)
-    elif WRITTEN_FIELD in item.keys():
+    elif WRITTEN_FIELD in item:
         del item[WRITTEN_FIELD]
     return dict(item) != before, kept
 

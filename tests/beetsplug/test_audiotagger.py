@@ -147,7 +147,9 @@ def test_a_second_run_changes_nothing(tagged) -> None:
     files = sorted((home / "music").rglob("*.*"))
 
     def state() -> list:
-        return [(p, hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns) for p in files]
+        return [
+            (p, hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns) for p in files
+        ]
 
     before = state()
     again = beet(home, "audiotag")
@@ -171,7 +173,9 @@ def test_import_hook_force_and_a_vanished_file(tmp_path: Path) -> None:
     home = tmp_path
     beet(home, "import", "-A", "-q", str(make_library(home, "  auto: yes\n")))
     for name in ("wave.wav", "mp3.mp3"):  # the import hook tagged, beets' import wrote
-        assert str(mutagen.File(library_file(home, name)).tags["TXXX:AUDIOTAGGER_MODEL"]) == MODEL_ID
+        assert (
+            str(mutagen.File(library_file(home, name)).tags["TXXX:AUDIOTAGGER_MODEL"]) == MODEL_ID
+        )
     assert mutagen.File(library_file(home, "flac.flac"))["bpm"] == ["99"]
 
     gone = library_file(home, "mp3.mp3")
