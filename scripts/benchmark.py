@@ -6,6 +6,7 @@ python scripts/benchmark.py --checkpoint checkpoints/real/last.ckpt   # + infere
 python scripts/benchmark.py --service      # the HTTP service vs a predict_clip process per file
 python scripts/benchmark.py --tags --similarity   # tag writing per file; exact vs HNSW search
 python scripts/benchmark.py --runtime --checkpoint x.ckpt   # torch-free runtime vs PyTorch path
+python scripts/benchmark.py --beets        # `beet audiotag` vs beets' own autobpm, files/s
 """
 
 from __future__ import annotations
@@ -145,6 +146,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--runtime-full-venv", type=Path, help="the full venv (default: the running one)"
     )
+    parser.add_argument(
+        "--beets",
+        action="store_true",
+        help="only the beets plugin: `beet audiotag` vs beets' autobpm on the same files",
+    )
+    parser.add_argument("--beets-files", type=int, default=24, help="files of the --beets row")
+    parser.add_argument("--beets-seconds", type=float, default=180.0, help="their length")
     return parser.parse_args(argv)  # fmt: skip
 
 
@@ -154,6 +162,17 @@ def main(argv: list[str] | None = None) -> int:
         return service_main(args, argv)
     if args.runtime:
         return runtime_main(args, argv)
+    if args.beets:
+        from lightning_module.benchmark.beets_speed import (
+            BeetsBenchConfig,
+            format_beets_table,
+            run_beets_benchmark,
+        )
+
+        config = BeetsBenchConfig(args.work_dir, args.beets_files, args.beets_seconds)
+        print(format_beets_table(run_beets_benchmark(config)))
+        print(f"wrote {Path(args.work_dir) / 'beets_benchmark.json'}")
+        return 0
     if args.tags or args.similarity:
         from lightning_module.benchmark.tags_and_similarity import run_library_benchmarks
 
