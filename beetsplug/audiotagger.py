@@ -131,34 +131,42 @@ class AudioTaggerPlugin(BeetsPlugin):
         return [tag, similar]
 
     def tag_command(self, lib: Any, opts: Any, args: list[str]) -> None:
+        from lightning_module.beets_plugin.model import ModelLoadError
         from lightning_module.beets_plugin.tagging import tag_items
 
         options = self.options()
         model = self.model()
         quiet = opts.quiet if opts.quiet is not None else self.config["quiet"].get(bool)
-        report = tag_items(
-            lib.items(args),
-            model,
-            options,
-            force=opts.force if opts.force is not None else self.config["force"].get(bool),
-            write=ui.should_write(False if opts.nowrite else None),
-            show=None if quiet else self._show,
-            warn=self._warn,
-        )
+        try:
+            report = tag_items(
+                lib.items(args),
+                model,
+                options,
+                force=opts.force if opts.force is not None else self.config["force"].get(bool),
+                write=ui.should_write(False if opts.nowrite else None),
+                show=None if quiet else self._show,
+                warn=self._warn,
+            )
+        except ModelLoadError as err:
+            raise ui.UserError(str(err)) from err
         ui.print_(report.line(model.label if model.loaded else model.base_id))
 
     def imported(self, session: Any, task: Any) -> None:
         """The import stage (``auto: yes``): tag the imported items (stored; the files are
         written by :meth:`write_imported`, after beets copied or moved them)."""
+        from lightning_module.beets_plugin.model import ModelLoadError
         from lightning_module.beets_plugin.tagging import tag_items
 
-        report = tag_items(
-            task.imported_items(),
-            self.model(),
-            self.options(),
-            force=self.config["force"].get(bool),
-            warn=self._warn,
-        )
+        try:
+            report = tag_items(
+                task.imported_items(),
+                self.model(),
+                self.options(),
+                force=self.config["force"].get(bool),
+                warn=self._warn,
+            )
+        except ModelLoadError as err:
+            raise ui.UserError(str(err)) from err
         self._imported.update(item.id for item in report.changed_items)
         if report.changed or report.skipped:
             self._log.info("{}", report.line(self.model().base_id))
@@ -200,8 +208,8 @@ class AudioTaggerPlugin(BeetsPlugin):
         everything = list(lib.items())
         try:
             refreshed = similar.refresh_index(everything, model, index_path, self._warn)
-        except LookupError as err:
-            raise ui.UserError(str(err)) from err
+        except (LookupError, ValueError) as err:  # no file on disk; the model or index unusable
+            raise ui.UserError(str(err).splitlines()[0]) from err
         if refreshed.stats.embedded or refreshed.stats.removed or refreshed.missing:
             missing = len(refreshed.missing)
             self._log.info("index: {}; {} item(s) not on disk", refreshed.stats.line(), missing)

@@ -15,6 +15,10 @@ from typing import Any
 SYNTHETIC_NOTE = "synthetic demo"
 
 
+class ModelLoadError(ValueError):
+    """The configured model cannot be loaded; ``str(err)`` is one line naming the file."""
+
+
 class ModelRef:
     """A model file and how to load it.
 
@@ -48,11 +52,16 @@ class ModelRef:
     def tagger(self) -> Any:
         """The :class:`~lightning_module.inference.tagger.Tagger`, loaded on first use."""
         if self._tagger is None:
+            from lightning_module.inference.errors import ModelError
             from lightning_module.inference.tagger import Tagger
 
-            self._tagger = Tagger.from_file(
-                self.path, device=self.device, batch_size=self.batch_size
-            )
+            try:
+                self._tagger = Tagger.from_file(
+                    self.path, device=self.device, batch_size=self.batch_size
+                )
+            except (*ModelError, ImportError, OSError) as err:
+                # ImportError: a checkpoint without the torch extra
+                raise ModelLoadError(f"audiotagger.model: {_one_line(err)}") from err
         return self._tagger
 
     @property
@@ -77,3 +86,7 @@ class ModelRef:
         from lightning_module.inference.formats.text import model_notes
 
         return model_notes(self.tagger.spec)
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__

@@ -53,3 +53,16 @@ def test_a_model_without_a_key_clears_only_the_key_it_wrote() -> None:
     apply_prediction(item, no_key, BeetsOptions(), "m@2")
     assert not item.initial_key
     assert "audiotagger_key" not in item and "audiotagger_camelot" not in item
+
+
+def test_a_model_that_cannot_be_used_is_one_line_naming_the_setting(tmp_path) -> None:
+    from lightning_module.beets_plugin.model import ModelLoadError, ModelRef
+
+    with pytest.raises(FileNotFoundError, match=r"^audiotagger.model: .*nope.onnx: no such model"):
+        ModelRef(tmp_path / "nope.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    model = ModelRef(bad)
+    assert model.base_id.startswith("bad.onnx sha256:")
+    with pytest.raises(ModelLoadError, match=r"^audiotagger.model: .*bad.onnx: not a readable"):
+        model.tagger  # noqa: B018 (loading is the point)
