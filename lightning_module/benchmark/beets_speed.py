@@ -76,7 +76,9 @@ def _library(home: Path, src: Path, plugin: str) -> Path:
     home.mkdir(parents=True)
     (home / "config.yaml").write_text(
         f"directory: {home / 'music'}\nlibrary: {home / 'library.db'}\nplugins: {plugin}\n"
-        "import:\n  copy: yes\n  write: yes\n",
+        "import:\n  copy: yes\n  write: yes\n"
+        # autobpm tags on import by default: off, so that its command does the work timed
+        f"{plugin}:\n  auto: no\n",
         encoding="utf-8",
     )
     _beet(home, "import", "-A", "-q", str(src))
