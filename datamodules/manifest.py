@@ -87,13 +87,6 @@ def feature_provenance(df: pd.DataFrame, feature: str) -> pd.Series:
     return result.where(has_value, pd.NA)
 
 
-def empty_manifest() -> pd.DataFrame:
-    """A manifest with every standard column and no rows."""
-    return pd.DataFrame(
-        {c: pd.Series(dtype="string" if c in TEXT_COLUMNS else "float64") for c in COLUMNS}
-    )
-
-
 def normalise(df: pd.DataFrame) -> pd.DataFrame:
     """Add missing standard columns (empty) and put them in canonical order, extra columns last."""
     df = df.copy()

@@ -64,6 +64,9 @@ class TaskSpec:
     #: Multi-label genre tags of the genre-tag head (``genre_tag_<name>`` manifest columns with
     #: enough positive and at least one negative train row), sorted by name.
     genre_tag_names: list[str] = field(default_factory=list)
+    #: The key head's 24 keys (``datamodules.analysis.key.KEY_NAMES``) when train rows have a
+    #: ``key`` column value; empty: no key head.
+    key_names: list[str] = field(default_factory=list)
 
 
 #: The task spec's fields: the data module's attributes the CLI links into the model.

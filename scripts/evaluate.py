@@ -18,7 +18,7 @@ import sys
 from datamodules.audio import AudioError
 from datamodules.manifest import ManifestError
 from lightning_module.evaluation.evaluator import Evaluator, write_report
-from lightning_module.inference.tagger import CheckpointError
+from lightning_module.inference.errors import CheckpointError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -13,6 +13,7 @@ import torch
 from filelock import FileLock
 from torch.utils.data import DataLoader
 
+from datamodules.analysis.key import KEY_NAMES
 from datamodules.loading.augmentation import label_preserving_augment
 from datamodules.loading.cache import AudioCache, build_cache
 from datamodules.loading.dataset import CropDataset, Targets, TaskSpec
@@ -177,6 +178,10 @@ class MusicDataModule(pl.LightningDataModule):
         spec.train_sources = {str(k): int(v) for k, v in sources.value_counts().items()}
         # Multi-label genre tags (genre-tag head): frequent enough in train to learn.
         spec.genre_tag_names = frequent_genre_tags(train, self.hparams.min_genre_tag_count)
+        # The key head: any labelled key in train (the head is pitch-equivariant, so a few
+        # clips teach all 24 keys).
+        if "key" in train and train["key"].notna().any():
+            spec.key_names = list(KEY_NAMES)
         for column, names in (("genre", spec.genre_names), ("mood", spec.mood_names)):
             unknown = df[df[column].notna() & ~df[column].isin(names)]
             if not unknown.empty:
@@ -223,6 +228,10 @@ class MusicDataModule(pl.LightningDataModule):
     @property
     def genre_tag_names(self) -> list[str]:
         return self.task.genre_tag_names
+
+    @property
+    def key_names(self) -> list[str]:
+        return self.task.key_names
 
     # -- data -------------------------------------------------------------------------------------
     def prepare_data(self) -> None:

@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from datamodules.analysis.key import parse_key
 from datamodules.audio import window_starts
 from datamodules.loading.cache import AudioCache
 from datamodules.loading.teacher_targets import SoftTargets
@@ -30,6 +31,8 @@ class Targets:
     # Multi-label genre tags (genre_tag_<name>): hard 0/1; a row without genre tags is all False.
     genre_tags: np.ndarray  # (N, T) float32 in {0, 1}, 0 where missing
     genre_tag_mask: np.ndarray  # (N, T) bool
+    # The key: index mode * 12 + tonic (datamodules.analysis.key), IGNORE_INDEX where missing.
+    key: np.ndarray | None = None  # (N,) int64
 
     @classmethod
     def from_manifest(cls, df: pd.DataFrame, spec: TaskSpec) -> Targets:
@@ -73,6 +76,7 @@ class Targets:
             tag_mask=tag_mask,
             genre_tags=genre_tags,
             genre_tag_mask=genre_tag_mask,
+            key=_key_targets(df) if spec.key_names else None,
         )
 
     def item(self, row: int) -> dict[str, torch.Tensor]:
@@ -85,7 +89,30 @@ class Targets:
             "tag_mask": torch.from_numpy(self.tag_mask[row]),
             "genre_tags": torch.from_numpy(self.genre_tags[row]),
             "genre_tag_mask": torch.from_numpy(self.genre_tag_mask[row]),
+            **({"key": torch.tensor(self.key[row])} if self.key is not None else {}),
         }
+
+
+def _key_targets(df: pd.DataFrame) -> np.ndarray:
+    """(N,) key indices from the ``key`` (tonic, or a full key such as ``A minor``) and ``mode``
+    columns; IGNORE_INDEX where empty.
+
+    Raises:
+        ValueError: a value that is not a key (names the row's track id).
+    """
+    keys = df["key"] if "key" in df else pd.Series([pd.NA] * len(df), index=df.index)
+    modes = df["mode"] if "mode" in df else pd.Series([pd.NA] * len(df), index=df.index)
+    out = np.full(len(df), IGNORE_INDEX, dtype=np.int64)
+    for i, (key, mode) in enumerate(zip(keys, modes, strict=True)):
+        if pd.isna(key) or str(key).strip() == "":
+            continue
+        text = f"{key} {mode}" if not pd.isna(mode) and str(mode).strip() else str(key)
+        try:
+            out[i] = parse_key(text)
+        except ValueError as err:
+            track = df["track_id"].iloc[i] if "track_id" in df else i
+            raise ValueError(f"manifest row {track}: key: {err}") from err
+    return out
 
 
 def _genre_tag_targets(df: pd.DataFrame, spec: TaskSpec) -> tuple[np.ndarray, np.ndarray]:

@@ -20,10 +20,10 @@ from datamodules.audio import AUDIO_EXTENSIONS
 from datamodules.manifest import FEATURES
 from datamodules.sources.base import (
     Item,
-    Listing,
     Skip,
     SourceConfig,
     SourceError,
+    SourceListing,
     check_columns,
     check_mapping_names,
     iter_audio_files,
@@ -98,7 +98,7 @@ def _table_spec(spec: object) -> tuple[Path, dict[str, str]]:
     raise SourceError(f"tables: expected a path or {{path: ..., mood: ...}}, got {spec!r}")
 
 
-def list_items(config: CsvConfig) -> Listing:
+def list_items(config: CsvConfig) -> SourceListing:
     """One item per table row (a track in several tables appears once per table)."""
     local: dict[str, Path] = {}
     audio_dir = Path(config.audio_dir).expanduser() if config.audio_dir else None
@@ -108,7 +108,7 @@ def list_items(config: CsvConfig) -> Listing:
         for path in iter_audio_files(audio_dir, config.extensions):
             local.setdefault(path.stem, path)
             local.setdefault(path.name, path)
-    listing = Listing()
+    listing = SourceListing()
     for spec in config.tables:
         path, constants = _table_spec(spec)
         table = read_table(path)

@@ -19,10 +19,10 @@ from pathlib import Path
 from datamodules.manifest import FEATURES
 from datamodules.sources.base import (
     Item,
-    Listing,
     Skip,
     SourceConfig,
     SourceError,
+    SourceListing,
     read_table,
     run_source,
     to_float,
@@ -75,7 +75,7 @@ def audio_path(audio_dir: Path, track_id: int) -> Path:
     return audio_dir / name[:3] / f"{name}.mp3"
 
 
-def list_items(config: FmaConfig) -> Listing:
+def list_items(config: FmaConfig) -> SourceListing:
     """One item per track of the subset."""
     meta = Path(config.metadata_dir).expanduser()
     tracks_path = Path(config.tracks).expanduser() if config.tracks else meta / "tracks.csv"
@@ -101,7 +101,7 @@ def list_items(config: FmaConfig) -> Listing:
         raise SourceError(f"{echonest_path}: table not found")
 
     allowed = set(SUBSETS[: SUBSETS.index(config.subset) + 1]) if config.subset else None
-    listing = Listing()
+    listing = SourceListing()
     for raw_id in tracks.index.astype(str):
         if allowed is not None and subset[raw_id] not in allowed:
             continue

@@ -12,9 +12,9 @@ from pathlib import Path
 from datamodules.audio import AUDIO_EXTENSIONS
 from datamodules.sources.base import (
     Item,
-    Listing,
     SourceConfig,
     SourceError,
+    SourceListing,
     iter_audio_files,
     run_source,
 )
@@ -44,7 +44,7 @@ class FolderConfig(SourceConfig):
             raise SourceError(f"label_column must be genre or mood, got {self.label_column!r}")
 
 
-def list_items(config: FolderConfig) -> Listing:
+def list_items(config: FolderConfig) -> SourceListing:
     """One item per audio file under ``root``; its first subfolder is its label."""
     root = Path(config.root).expanduser()
     if not root.is_dir():
@@ -56,7 +56,7 @@ def list_items(config: FolderConfig) -> Listing:
     relative = [f.relative_to(root) for f in files]
     stems = [r.stem for r in relative]
     unique = len(set(stems)) == len(stems)
-    listing = Listing()
+    listing = SourceListing()
     for path, rel in zip(files, relative, strict=True):
         label = rel.parts[0] if len(rel.parts) > 1 else None
         key = rel.stem if unique else rel.with_suffix("").as_posix()

@@ -20,10 +20,10 @@ from datamodules.audio import AUDIO_EXTENSIONS
 from datamodules.manifest import FEATURES, GENRE_TAG_PREFIX, SPLITS
 from datamodules.sources.base import (
     Item,
-    Listing,
     Skip,
     SourceConfig,
     SourceError,
+    SourceListing,
     check_columns,
     check_mapping_names,
     iter_audio_files,
@@ -93,7 +93,7 @@ class LabelsConfig(SourceConfig):
             raise SourceError(f"split_map: values must be {', '.join(SPLITS)}, got {bad}")
 
 
-def list_items(config: LabelsConfig) -> Listing:
+def list_items(config: LabelsConfig) -> SourceListing:
     """One item per table row."""
     root = Path(config.root).expanduser()
     if not root.is_dir():
@@ -115,7 +115,7 @@ def list_items(config: LabelsConfig) -> Listing:
         for path in iter_audio_files(root, config.extensions):
             by_stem.setdefault(path.stem, path)
 
-    listing = Listing()
+    listing = SourceListing()
     for line, record in enumerate(table.to_dict("records"), start=2):
         raw_id = str(record[columns["track_id"]]).strip() if "track_id" in columns else ""
         rel = str(record[columns["audio_path"]]).strip() if "audio_path" in columns else ""

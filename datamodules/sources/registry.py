@@ -1,10 +1,11 @@
-"""Label sources: each turns some data into a manifest (see DESIGN.md).
+"""Label sources: each turns some data into a manifest (how to add one: docs/architecture.md,
+"Where to add").
 
-Every source is one module with a ``build(config, out) -> Summary`` function, where ``config``
-is the mapping read from its YAML (``configs/sources/*.yaml``) and ``out`` the output folder. The
-registry maps a source name to ``"module:function"`` and imports lazily, so e.g. spotipy is only
-imported for the ``spotify`` source. Adding a source is one module plus one line here. Teachers
-(sources that run a model over a manifest's audio) live with the model, in
+Every source is one module with a ``build(config, out) -> BuildSummary`` function, where
+``config`` is the mapping read from its YAML (``configs/sources/*.yaml``) and ``out`` the output
+folder. The registry maps a source name to ``"module:function"`` and imports lazily, so e.g.
+spotipy is only imported for the ``spotify`` source. Adding a source is one module plus one line
+here. Teachers (sources that run a model over a manifest's audio) live with the model, in
 ``lightning_module/teacher/``; ``scripts/build_dataset.py`` passes both registries.
 """
 

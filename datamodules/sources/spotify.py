@@ -37,7 +37,7 @@ from spotipy.exceptions import SpotifyException, SpotifyOauthError
 from spotipy.oauth2 import SpotifyClientCredentials
 
 from datamodules.manifest import FEATURES
-from datamodules.sources.base import Item, Listing, SourceConfig, SourceError, run_source
+from datamodules.sources.base import Item, SourceConfig, SourceError, SourceListing, run_source
 from datamodules.sources.download import DownloadConfig, check_url, downloader, make_session
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ class _Lister:
 
     def __init__(self, config: SpotifyConfig) -> None:
         self.config = config
-        self.listing = Listing()
+        self.listing = SourceListing()
         self.notes: Counter[str] = Counter()
         self.tracks: dict[str, dict] = {}  # spotify id -> track object
         self.entries: list[tuple[str, str]] = []  # (spotify id, mood), in listing order
@@ -222,7 +222,7 @@ class _Lister:
     def message(self, text: str) -> None:
         self.listing.messages.append(text)
 
-    def run(self) -> Listing:
+    def run(self) -> SourceListing:
         client = make_client(self.config)
         with quiet_spotipy():
             try:
@@ -442,7 +442,7 @@ class _Deezer:
         return None
 
 
-def list_items(config: SpotifyConfig) -> Listing:
+def list_items(config: SpotifyConfig) -> SourceListing:
     """Page through the configured playlists and collect labels, features and preview URLs."""
     return _Lister(config).run()
 

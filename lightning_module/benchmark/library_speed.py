@@ -25,8 +25,6 @@ import importlib.util
 import io
 import json
 import os
-import re
-import resource
 import subprocess
 import sys
 import time
@@ -35,20 +33,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import soundfile as sf
 import torch
 
-from datamodules.io import atomic_path
-from datamodules.synthetic import GENRES, MOODS, render_clip
+from lightning_module.benchmark.fixtures import write_long_file, write_songs
+from lightning_module.benchmark.measure import PREDICT_SCRIPT, REPO_ROOT, children_cpu, run_child
 from lightning_module.inference.library import tag_library
 from lightning_module.inference.tagger import Tagger
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PREDICT_SCRIPT = REPO_ROOT / "scripts" / "predict_clip.py"
 FORMATS = ("mp3", "m4a", "flac")
-SAMPLE_RATE = 44100
-TIME_BINARY = Path("/usr/bin/time")
 
 
 @dataclass
@@ -70,72 +62,6 @@ class LibraryBenchConfig:
     workers: int = 2
     musicnn_files: int | None = None
     long_seconds: float = 7200.0
-
-
-# -- generated audio ----------------------------------------------------------------------------
-def _base_clips(seconds: float, count: int = 4, seed: int = 0) -> list[np.ndarray]:
-    """A few rendered synthetic songs (rendering is slow); files are variations of them."""
-    rng = np.random.default_rng(seed)
-    genres = sorted(GENRES)
-    return [
-        render_clip(genres[i % len(genres)], MOODS[i % len(MOODS)], seconds, SAMPLE_RATE, rng)[0]
-        for i in range(count)
-    ]
-
-
-def _variation(base: list[np.ndarray], index: int) -> np.ndarray:
-    """(samples, 2) float32: song ``index`` of the folder, a gain, shift and noise of a base."""
-    rng = np.random.default_rng(1000 + index)
-    mono = np.roll(base[index % len(base)], int(rng.integers(0, SAMPLE_RATE * 5)))
-    mono = mono * rng.uniform(0.4, 1.0) + 0.003 * rng.standard_normal(mono.size)
-    stereo = np.stack([mono, np.roll(mono, 9)], axis=1)
-    return np.clip(stereo, -1.0, 1.0).astype(np.float32)
-
-
-def _write_m4a(path: Path, stereo: np.ndarray) -> None:
-    import av
-
-    with av.open(str(path), "w", format="ipod") as out:
-        stream = out.add_stream("aac", rate=SAMPLE_RATE, layout="stereo")
-        stream.bit_rate = 192_000
-        planar = np.ascontiguousarray(stereo.T)
-        for start in range(0, planar.shape[1], 1024):
-            frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(planar[:, start : start + 1024]),
-                format="fltp",
-                layout="stereo",
-            )
-            frame.sample_rate, frame.pts = SAMPLE_RATE, start
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-
-
-def write_library(folder: Path, files: int, seconds: float) -> list[Path]:
-    """``files`` songs of ``seconds`` in ``folder`` (kept from an earlier run when present)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"song_{i:04d}.{FORMATS[i % len(FORMATS)]}" for i in range(files)]
-    missing = [p for p in paths if not p.is_file() or p.stat().st_size == 0]
-    base = _base_clips(seconds) if missing else []
-    for path in missing:
-        stereo = _variation(base, paths.index(path))
-        with atomic_path(path) as tmp:
-            if path.suffix == ".m4a":
-                _write_m4a(tmp, stereo)
-            else:
-                sf.write(tmp, stereo, SAMPLE_RATE, format=path.suffix[1:].upper())
-    return paths
-
-
-def write_long_file(path: Path, seconds: float) -> Path:
-    """A ``seconds``-long 44.1 kHz stereo flac (a ripped CD), written a minute at a time."""
-    if path.is_file() and abs(sf.info(str(path)).duration - seconds) < 1.0:
-        return path
-    base = _base_clips(min(60.0, seconds), count=2)
-    with atomic_path(path) as tmp, sf.SoundFile(tmp, "w", SAMPLE_RATE, 2, format="FLAC") as f:
-        for minute in range(int(np.ceil(seconds / 60.0))):
-            stereo = _variation(base, minute)
-            f.write(stereo[: int(round(min(60.0, seconds - 60.0 * minute) * SAMPLE_RATE))])
-    return path
 
 
 # -- measurements -------------------------------------------------------------------------------
@@ -166,18 +92,13 @@ def _set_affinity(cpus: Any) -> None:
             os.sched_setaffinity(tid, cpus)
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _tag_folder(tagger: Tagger, folder: Path, workers: int) -> dict[str, Any]:
-    start, cpu, children = time.perf_counter(), time.process_time(), _children_cpu()
+    start, cpu, children = time.perf_counter(), time.process_time(), children_cpu()
     report = tag_library(tagger, folder, io.StringIO(), progress=False, workers=workers)
     wall = time.perf_counter() - start
     # process_time counts every thread of this process; decode workers are children, reaped
     # when the pool shuts down.
-    cpu_s = time.process_time() - cpu + _children_cpu() - children
+    cpu_s = time.process_time() - cpu + children_cpu() - children
     n = report.tagged
     if report.skipped:
         raise RuntimeError(f"library benchmark: {report.summary()}")
@@ -238,28 +159,13 @@ def measure_musicnn(files: list[Path]) -> dict[str, Any]:
 
 
 def peak_rss_mb(command: list[str]) -> tuple[float, str, float]:
-    """Peak RSS (MiB) of a fresh process running ``command``, how it was measured, wall seconds.
-
-    ``/usr/bin/time -v`` when present; else ``getrusage(RUSAGE_CHILDREN).ru_maxrss``, the peak
-    of the largest child this process has waited for (so an upper bound if an earlier child was
-    bigger)."""
-    start = time.perf_counter()
-    if TIME_BINARY.exists():
-        done = subprocess.run(
-            [str(TIME_BINARY), "-v", *command], capture_output=True, text=True, cwd=REPO_ROOT
-        )
-        match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
-        how = "/usr/bin/time -v"
-    else:
-        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
-        match = None
-        how = "getrusage(RUSAGE_CHILDREN).ru_maxrss"
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    """Peak RSS (MiB) of a fresh process running ``command``, how it was measured, wall seconds
+    (see :func:`~lightning_module.benchmark.measure.run_child`)."""
+    run = run_child(command, rss=True)
+    if run.done.returncode != 0:
+        lines = [line for line in run.done.stderr.splitlines() if line.startswith("error:")]
         raise RuntimeError(f"{' '.join(command[-3:])} failed: {(lines or ['?'])[-1]}")
-    kib = int(match.group(1)) if match else resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return kib / 1024, how, wall
+    return run.peak_rss_mb, run.rss_measured_with, run.wall_seconds
 
 
 def measure_library(
@@ -268,7 +174,7 @@ def measure_library(
     """Every library row (see the module docstring), JSON-ready."""
     folder = work_dir / "library" / f"{cfg.files}x{cfg.seconds:g}s"
     start = time.perf_counter()
-    files = write_library(folder, cfg.files, cfg.seconds)
+    files = write_songs(folder, cfg.files, cfg.seconds, FORMATS)
     result: dict[str, Any] = {
         "config": asdict(cfg),
         "folder": str(folder),

@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -42,11 +41,14 @@ from typing import Any
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PREDICT_SCRIPT = REPO_ROOT / "scripts" / "predict_clip.py"
+from lightning_module.benchmark.measure import (
+    PREDICT_SCRIPT,
+    REPO_ROOT,
+    last_line,
+    run_child,
+)
+
 EXPORT_SCRIPT = REPO_ROOT / "scripts" / "export_onnx.py"
-TIME_BINARY = Path("/usr/bin/time")
-SAMPLE_RATE = 44100
 
 
 @dataclass
@@ -88,11 +90,6 @@ def _env(pythonpath: Path | None) -> dict[str, str]:
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
     return env
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "no output"
 
 
 def site_packages(venv: Path) -> Path:
@@ -152,7 +149,7 @@ def ensure_runtime_venv(work_dir: Path, repo: Path = REPO_ROOT) -> dict[str, Any
         command = [*pip, "--no-deps", "--force-reinstall", str(repo)]
     done = subprocess.run(command, capture_output=True, text=True, env=_env(None), cwd=venv)
     if done.returncode != 0:
-        raise RuntimeError(f"pip install {repo} failed: {_last_line(done.stderr)}")
+        raise RuntimeError(f"pip install {repo} failed: {last_line(done.stderr)}")
     if built:
         stamp.write_text(want)
     return {"venv": str(venv), "built": built, "seconds": time.perf_counter() - start}
@@ -167,7 +164,7 @@ def runtime_import_error(python: Path, cwd: Path) -> str | None:
     done = subprocess.run(
         [str(python), "-c", code], capture_output=True, text=True, env=_env(None), cwd=cwd
     )
-    return None if done.returncode == 0 else _last_line(done.stderr)
+    return None if done.returncode == 0 else last_line(done.stderr)
 
 
 def export_onnx(checkpoint: Path, work_dir: Path) -> Path:
@@ -183,39 +180,25 @@ def export_onnx(checkpoint: Path, work_dir: Path) -> Path:
         [*command, "--out", str(out)], capture_output=True, text=True, env=_env(REPO_ROOT)
     )
     if done.returncode != 0 or not out.is_file():
-        raise RuntimeError(f"export_onnx.py failed: {_last_line(done.stderr)}")
+        raise RuntimeError(f"export_onnx.py failed: {last_line(done.stderr)}")
     return out
 
 
 def write_mp3s(folder: Path, files: int, seconds: float) -> list[Path]:
     """``files`` generated 44.1 kHz stereo mp3s (variations of a few rendered songs), kept."""
-    import soundfile as sf
+    from lightning_module.benchmark.fixtures import write_songs
 
-    from datamodules.io import atomic_path
-    from lightning_module.benchmark.library_speed import _base_clips, _variation
-
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"song_{i:04d}.mp3" for i in range(files)]
-    missing = [p for p in paths if not p.is_file() or p.stat().st_size == 0]
-    base = _base_clips(seconds) if missing else []
-    for path in missing:
-        with atomic_path(path) as tmp:
-            sf.write(tmp, _variation(base, paths.index(path)), SAMPLE_RATE, format="MP3")
-    return paths
+    return write_songs(folder, files, seconds, ("mp3",))
 
 
 def _run(command: list[str], env: dict[str, str], cwd: Path, rss: bool = False) -> dict:
     """Wall seconds (and peak RSS in MiB with ``rss``) of a fresh process."""
-    prefix = [str(TIME_BINARY), "-v"] if rss and TIME_BINARY.exists() else []
-    start = time.perf_counter()
-    done = subprocess.run([*prefix, *command], capture_output=True, text=True, env=env, cwd=cwd)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command[:3])} ... failed: {_last_line(done.stderr)}")
-    result: dict[str, Any] = {"wall_seconds": wall}
+    run = run_child(command, cwd=cwd, env=env, rss=rss)
+    if run.done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:3])} ... failed: {last_line(run.done.stderr)}")
+    result: dict[str, Any] = {"wall_seconds": run.wall_seconds}
     if rss:
-        match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
-        result["peak_rss_mb"] = int(match.group(1)) / 1024 if match else None
+        result["peak_rss_mb"], result["measured_with"] = run.peak_rss_mb, run.rss_measured_with
     return result
 
 
@@ -332,7 +315,7 @@ def _thread_counts(tagger: Any) -> dict[str, Any]:
 # -- everything ----------------------------------------------------------------------------------
 def measure_runtime(cfg: RuntimeBenchConfig, say: Any = print) -> dict[str, Any]:
     """Every runtime row (see the module docstring), JSON-ready."""
-    from lightning_module.benchmark.library_speed import write_long_file
+    from lightning_module.benchmark.fixtures import write_long_file
 
     if cfg.checkpoint is None:
         raise ValueError("the runtime rows need a checkpoint (--checkpoint): the PyTorch path")
@@ -417,7 +400,7 @@ def measure_runtime(cfg: RuntimeBenchConfig, say: Any = print) -> dict[str, Any]
             "peak_rss_mb": big["peak_rss_mb"],
             "wall_seconds": big["wall_seconds"],
             "peak_rss_mb_short_file": short["peak_rss_mb"],
-            "measured_with": "/usr/bin/time -v" if TIME_BINARY.exists() else None,
+            "measured_with": big["measured_with"],
         }
 
     # 4. warm folder throughput, in this process

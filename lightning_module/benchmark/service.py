@@ -30,15 +30,16 @@ import httpx
 
 from datamodules.io import write_json_atomic
 from datamodules.synthetic import ensure_synthetic
-from lightning_module.benchmark.core import (
+from lightning_module.benchmark.core import BenchmarkConfig
+from lightning_module.benchmark.fixtures import write_long_clip
+from lightning_module.benchmark.measure import (
     PREDICT_SCRIPT,
     REPO_ROOT,
-    BenchmarkConfig,
-    _timed_run,
+    load_average,
     machine_info,
-    measure_training,
-    write_long_clip,
+    run_child,
 )
+from lightning_module.benchmark.train_speed import measure_training
 
 SERVE_SCRIPT = REPO_ROOT / "scripts" / "serve.py"
 
@@ -205,13 +206,13 @@ def run_service_benchmark(cfg: ServiceBenchmarkConfig, progress: bool = True) ->
     for i in range(cfg.cold_runs):
         clip = clips[i % len(clips)]
         run = [sys.executable, str(PREDICT_SCRIPT), str(clip), "--checkpoint", str(checkpoint)]
-        seconds, _, done = _timed_run([*run, "--json", "--device", cfg.device])
-        if done.returncode != 0:
-            raise RuntimeError(f"predict_clip.py failed: {done.stderr.strip()[-300:]}")
-        cold.append(seconds)
+        child = run_child([*run, "--json", "--device", cfg.device])
+        if child.done.returncode != 0:
+            raise RuntimeError(f"predict_clip.py failed: {child.done.stderr.strip()[-300:]}")
+        cold.append(child.wall_seconds)
     per_file = statistics.mean(cold)
     rps = len(results) / wall
-    machine["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    machine["load_average_end"] = load_average()
     return {
         "machine": machine,
         "config": json.loads(json.dumps(asdict(cfg), default=str)),

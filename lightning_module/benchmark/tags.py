@@ -27,6 +27,7 @@ import numpy as np
 import soundfile as sf
 
 from datamodules.io import write_json_atomic
+from lightning_module.benchmark.fixtures import write_m4a
 from lightning_module.library.write_tags import (
     Journal,
     WriteOptions,
@@ -45,17 +46,6 @@ PREDICTION = {
 }
 
 
-def _write_m4a(path: Path, x: np.ndarray, sr: int) -> None:
-    import av
-
-    with av.open(str(path), "w", format="ipod") as container:
-        stream = container.add_stream("aac", rate=sr, layout="mono")
-        frame = av.AudioFrame.from_ndarray(x[None], format="flt", layout="mono")
-        frame.sample_rate = sr
-        for packet in (*stream.encode(frame), *stream.encode(None)):
-            container.mux(packet)
-
-
 def make_library(folder: Path, files: int, seconds: float, seed: int = 0) -> list[Path]:
     """``files`` tone-and-noise songs of ``seconds`` each, cycling through :data:`KINDS`."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -69,7 +59,7 @@ def make_library(folder: Path, files: int, seconds: float, seed: int = 0) -> lis
         x = x.astype(np.float32)
         path = folder / f"song{i:05d}.{kind}"
         if kind == "m4a":
-            _write_m4a(path, x, sr)
+            write_m4a(path, x, sr)
         elif kind == "opus":
             sf.write(path, x, 48000, format="OGG", subtype="OPUS")
         elif kind == "ogg":

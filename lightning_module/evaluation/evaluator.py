@@ -10,7 +10,9 @@ the majority / chance baselines. Metrics are computed per ``source`` and written
 Labels are matched by name: a ground-truth label the model does not know is counted and reported
 under ``unknown_labels`` and left out of that task's scores. A model with a genre-tag head gets
 per-tag ROC-AUC and PR-AUC (with positives counted) on the rows that have genre tags
-(``genre_tag_<name>`` columns), and their means over the tags defined there.
+(``genre_tag_<name>`` columns), and their means over the tags defined there. A model with a key
+head gets key accuracy and the MIREX weighted score against the ``key``/``mode`` columns and
+against the DSP key teacher (``evaluation.key_scores``); tempo Acc1/Acc2 are among the features'.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pandas as pd
 import torch
 import torchaudio
 
+from datamodules.analysis.key import parse_key
 from datamodules.loading.cache import AudioCache, build_cache
 from datamodules.manifest import (
     GENRE_TAG_PREFIX,
@@ -38,6 +41,7 @@ from datamodules.manifest import (
     feature_provenance,
     read_manifest,
 )
+from lightning_module.evaluation.key_scores import KeyTeacher, key_lines, key_report, key_truth
 from lightning_module.inference.tagger import Tagger, load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -234,6 +238,8 @@ class Predictions:
     probs: dict[str, np.ndarray] = field(default_factory=dict)  # task → (n, n_names)
     features: np.ndarray | None = None  # (n, n_features) natural units
     descriptors: np.ndarray | None = None  # (n, 168)
+    keys: np.ndarray | None = None  # (n,) the key head's key index (-1: no key head)
+    teacher_keys: np.ndarray | None = None  # (n,) the DSP key teacher's key index
 
 
 def tag_rows(
@@ -246,7 +252,8 @@ def tag_rows(
     probs: dict[str, list] = {t: [] for t in TASKS if spec.names(t)}
     if spec.genre_tag_names:  # the multi-label genre-tag head: one probability per tag
         probs["genre_tags"] = []
-    features, descriptors = [], []
+    features, descriptors, keys, teacher_keys = [], [], [], []
+    teacher = KeyTeacher(spec.sample_rate) if spec.key_names else None
     for track_id in tqdm(rows["track_id"], desc="tagging", unit="clip", leave=False):
         wave = torch.from_numpy(cache.read(track_id))
         prediction = tagger.predict_waveform(wave, path=track_id)
@@ -256,11 +263,17 @@ def tag_rows(
         features.append([prediction.features.get(n, np.nan) for n in spec.feature_names])
         if stats is not None:
             descriptors.append(stats(wave).numpy())
+        if teacher is not None and "key" in prediction.decoded:
+            key = f"{prediction.decoded['key']} {prediction.decoded['mode']}"
+            keys.append(parse_key(key))
+            teacher_keys.append(teacher(wave))
     return Predictions(
         rows=rows,
         probs={t: np.asarray(v, dtype=np.float64).reshape(len(rows), -1) for t, v in probs.items()},
         features=np.asarray(features, dtype=np.float64).reshape(len(rows), -1),
         descriptors=np.asarray(descriptors) if stats is not None else None,
+        keys=np.asarray(keys, dtype=int) if teacher is not None else None,
+        teacher_keys=np.asarray(teacher_keys, dtype=int) if teacher is not None else None,
     )
 
 
@@ -401,6 +414,10 @@ class Evaluator:
             genre_tags = self._genre_tags(preds, mask)
             if genre_tags:
                 entry["genre_tags"] = genre_tags
+            if preds.keys is not None:
+                key = key_report(key_truth(rows), preds.keys, preds.teacher_keys, mask)
+                if key:
+                    entry["key"] = key
             report["sources"][source] = entry
         report["cnn_below_baseline"] = below_baseline(report)
         return report
@@ -721,6 +738,7 @@ def format_markdown(report: dict[str, Any]) -> str:
                         f"{_f(reg['pearson_r'])} / {_f(reg['spearman'])} / {_f(reg['mae'])} | | | |"
                     )
         lines += _genre_tag_lines(entry.get("genre_tags"))
+        lines += key_lines(entry.get("key"))
         lines.append("")
         for task in TASKS:
             scores = entry.get(task, {})

@@ -24,11 +24,11 @@ from datamodules.io import atomic_path
 from lightning_module.inference.runners import (
     INPUT_NAME,
     ONNX_HPARAMS_KEY,
-    OUTPUT_NAMES,
     OnnxRunner,
 )
 from lightning_module.model.network import TaggerNet
 from lightning_module.model.spec import TaggerSpec
+from lightning_module.model.tasks import output_names
 
 #: Largest |difference| accepted between onnxruntime and PyTorch on logits, standardised features
 #: and embeddings. float32 STFT/log/conv arithmetic in a different order differs by ~1e-5.
@@ -104,7 +104,7 @@ def export_onnx(
     example = torch.randn(2, spec.window_samples) * 0.1
     with torch.no_grad():
         present = net(example)
-    names = tuple(name for name in OUTPUT_NAMES if name in present)
+    names = tuple(name for name in output_names() if name in present)
     batch = torch.export.Dim("batch", min=1, max=4096)
     # Reflect padding of the centred STFT needs more than n_fft / 2 samples.
     samples = torch.export.Dim("samples", min=spec.n_fft // 2 + 1)

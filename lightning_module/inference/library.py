@@ -28,7 +28,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from datamodules.audio import AUDIO_EXTENSIONS, AudioError
-from datamodules.io import atomic_open, write_json_atomic
+from datamodules.io import atomic_open, file_sha256, write_json_atomic
 from lightning_module.console import write_line
 from lightning_module.inference.formats.results import FORMATS, PredictionWriter, RowFormat
 from lightning_module.inference.listing import (  # noqa: F401 (re-exported)
@@ -203,14 +202,10 @@ def _csv_records(text: str) -> Iterator[tuple[list[str], str]]:
         consumed.clear()
 
 
-def model_identity(path: str | os.PathLike) -> dict[str, Any]:
+def model_file_record(path: str | os.PathLike) -> dict[str, Any]:
     """The model file as the state records it: resolved path, size in bytes and sha256."""
     path = Path(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return {"path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+    return {"path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
 
 
 def state_path(out: str | os.PathLike) -> Path:
@@ -230,7 +225,7 @@ def _expected_state(
     return {
         "kind": STATE_KIND,
         "version": STATE_VERSION,
-        "model": model_identity(model),
+        "model": model_file_record(model),
         "folder": str(folder),
         "folder_resolved": os.path.realpath(folder),
         # What changes the rows (batch size and device change only float rounding).

@@ -4,9 +4,10 @@ The windowing, batching and aggregation in ``inference`` are the same whichever 
 arithmetic: onnxruntime (:class:`OnnxRunner`, from ``scripts/export_onnx.py``'s file or the
 shipped model; no torch) or PyTorch (:class:`TorchRunner` in ``inference.torch_runner``, from a
 checkpoint; imported only when asked for). A runner takes (batch, samples) float32 numpy audio at
-the model's sample rate and returns ``{"genre", "mood", "features", "tags", "genre_tags",
-"tempo", "embedding"}`` (the heads the model has) as float32 numpy arrays: logits and
-standardised features, exactly what :class:`TaggerNet` returns.
+the model's sample rate and returns one float32 numpy array per head the model has (the names of
+``model.tasks.TASKS``: ``genre``, ``mood``, ``features``, ``tags``, ``genre_tags``, ``tempo``,
+``key``) and the ``embedding``: logits and standardised features, exactly what
+:class:`TaggerNet` returns.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import numpy as np
 
 from lightning_module.inference.device import parse_device
 from lightning_module.inference.errors import OnnxModelError
+from lightning_module.model.tasks import output_names
 
 __all__ = ["INPUT_NAME", "ONNX_HPARAMS_KEY", "OUTPUT_NAMES", "OnnxModelError", "OnnxRunner"]
 
 #: Key of the ONNX metadata entry holding the checkpoint's hyperparameters as JSON.
 ONNX_HPARAMS_KEY = "audiotagger.hparams"
 #: Output names of an exported model, in this order (absent heads are left out).
-OUTPUT_NAMES = ("genre", "mood", "features", "tags", "genre_tags", "tempo", "embedding")
+OUTPUT_NAMES = output_names()
 INPUT_NAME = "waveform"
 
 

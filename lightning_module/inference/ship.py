@@ -65,6 +65,8 @@ def ship_model(
         "moods": list(spec.mood_names),
         "features": list(spec.trained_features),
         "genre_tags": list(spec.genre_tag_names),
+        "keys": list(spec.key_names),
+        "tempo_bins": spec.tempo_bins,
         "train_sources": dict(spec.train_sources),
         "sample_rate": spec.sample_rate,
         "window_seconds": spec.crop_seconds,

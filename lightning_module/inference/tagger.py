@@ -16,17 +16,19 @@ import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from datamodules.audio import AudioError, load_audio, window_weights
 from datamodules.schema import FEATURE_RANGES
+from lightning_module.inference.decoders import DECODERS
 from lightning_module.inference.errors import (  # noqa: F401 (re-exported: the public API)
     CheckpointError,
     ModelError,
 )
+from lightning_module.inference.prediction import DEDICATED, ClipPrediction
 from lightning_module.inference.runners import OnnxRunner, Runner
 from lightning_module.inference.shipped import default_model  # noqa: F401 (re-exported)
 from lightning_module.inference.streaming import (
@@ -40,6 +42,7 @@ from lightning_module.inference.streaming import (
     tail_threshold,
 )
 from lightning_module.model.spec import TaggerSpec
+from lightning_module.model.tasks import TASKS
 from lightning_module.model.tempo_bins import tempo_bins
 
 
@@ -51,44 +54,6 @@ def __getattr__(name: str) -> Any:
 
         return getattr(checkpoint, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-@dataclass
-class ClipPrediction:
-    """What the model says about one clip (or one window of it).
-
-    ``genre``/``mood``/``tags`` are (name, probability) pairs, most probable first; ``features``
-    maps each audio feature the model was trained on to its value in natural units (tempo in BPM,
-    loudness in dB, rest 0-1); ``feature_basis`` says, per feature, what that training was
-    (``teacher:vibenet 540, human 90 (630 real clips)``; see ``TaggerSpec.feature_basis``).
-    ``genre_tags`` maps each multi-label AllMusic genre tag of the genre-tag head to its
-    probability (sigmoid per window, windows averaged, like ``tags``), most probable first; empty
-    for a model without that head.
-    """
-
-    path: str | None
-    duration: float  # seconds of audio tagged
-    windows: int
-    genre: list[tuple[str, float]] = field(default_factory=list)
-    mood: list[tuple[str, float]] = field(default_factory=list)
-    features: dict[str, float] = field(default_factory=dict)
-    tags: list[tuple[str, float]] = field(default_factory=list)
-    start: float = 0.0  # offset of the tagged audio in the file, seconds
-    feature_basis: dict[str, str] = field(default_factory=dict)
-    genre_tags: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self, top: int | None = None) -> dict[str, Any]:
-        data = asdict(self)
-        for key in ("genre", "mood", "tags"):
-            data[key] = [
-                {"label": n, "probability": round(p, 4)} for n, p in getattr(self, key)[:top]
-            ]
-        data["features"] = {k: round(v, 4) for k, v in self.features.items()}
-        # Every genre tag (not only ``top``); no key at all for a model without that head.
-        data.pop("genre_tags")
-        if self.genre_tags:
-            data["genre_tags"] = {k: round(v, 4) for k, v in self.genre_tags.items()}
-        return data
 
 
 class Tagger:
@@ -133,6 +98,7 @@ class Tagger:
         self.min_tail = tail_threshold(self.hop)
         self._trained = set(self.spec.trained_features)
         self._basis = {k: self.spec.feature_basis(k) for k in self.spec.feature_names}
+        self._key_basis = self.spec.key_basis
         self._tempo_bins = tempo_bins(self.spec)
         self._mean = np.array(self.spec.feature_mean, dtype=np.float32)
         self._std = np.array(self.spec.feature_std, dtype=np.float32)
@@ -188,12 +154,10 @@ class Tagger:
         clipped to their valid range (``FEATURE_RANGES``)."""
         outputs = dict(raw)
         # "tempo": bin probabilities, averaged over windows, then decoded
-        for task in ("genre", "mood", "tempo"):
-            if task in outputs:
-                outputs[task] = _softmax(outputs[task])
-        for task in ("tags", "genre_tags"):
-            if task in outputs:
-                outputs[task] = _sigmoid(outputs[task])
+        for task in TASKS:
+            if task.name in outputs and task.activation != "none":
+                activate = _softmax if task.activation == "softmax" else _sigmoid
+                outputs[task.name] = activate(outputs[task.name])
         if "features" in outputs:
             natural = outputs["features"] * self._std + self._mean
             outputs["features"] = np.clip(natural, self._low, self._high)
@@ -251,6 +215,17 @@ class Tagger:
             features["tempo"] = float(self._tempo_bins.decode(outputs["tempo"]))
         # Never a number the model was not trained to produce.
         features = {k: v for k, v in features.items() if k in self._trained}
+        classes: dict[str, list[tuple[str, float]]] = {}
+        decoded: dict[str, Any] = {}
+        basis = {k: self._basis[k] for k in features}
+        for task in TASKS:
+            if task.name in DEDICATED or task.name not in outputs:
+                continue
+            if task.decoder is not None:
+                decoded.update(DECODERS[task.decoder].decode(outputs[task.name]))
+                basis[task.name] = self._key_basis if task.name == "key" else ""
+            else:
+                classes[task.name] = ranked(task.name, spec.names(task.name))
         return ClipPrediction(
             path=path,
             duration=duration,
@@ -260,8 +235,10 @@ class Tagger:
             features=features,
             tags=ranked("tags", spec.tag_names),
             start=start,
-            feature_basis={k: self._basis[k] for k in features},
+            feature_basis=basis,
             genre_tags=dict(ranked("genre_tags", spec.genre_tag_names)),
+            classes=classes,
+            decoded=decoded,
         )
 
     # -- public API -------------------------------------------------------------------------------

@@ -245,6 +245,14 @@ def apply_plan(
             tags.write(change.key, change.new)
             record_changes.append({"field": change.key, "old": old, "new": change.new})
         tags.save(tmp, padding=_padding_towards(plan.target_size, st.st_size))
+        for _ in range(3):
+            # The padding is sized from the file's size, but in an Ogg file the page header
+            # (its lacing values) shrinks or grows with the comment packet too, so a big
+            # change can land a few bytes off: saving again from there lands on the size.
+            size = os.path.getsize(tmp)
+            if plan.target_size is None or size == plan.target_size:
+                break
+            tags.save(tmp, padding=_padding_towards(plan.target_size, size))
         if plan.drop_container:
             tags.remove_container(tmp)
         fresh = open_tags(tmp)

@@ -3,15 +3,23 @@
 Three tag families cover the formats music libraries hold:
 
 ========  ==========================  ======================================================
-family    formats                     fields (genre / mood / BPM / ours)
+family    formats                     fields (genre / mood / BPM / key / style / grouping /
+                                      ours)
 ========  ==========================  ======================================================
 id3       mp3, wav (``id3 `` chunk),  ``TCON`` / ``TMOO`` (v2.4; ``TXXX:MOOD`` in v2.3, which
-          aiff                        has no mood frame) / ``TBPM`` / ``TXXX:AUDIOTAGGER_<NAME>``
-vorbis    flac, ogg vorbis, opus,     ``GENRE`` / ``MOOD`` / ``BPM`` / ``AUDIOTAGGER_<NAME>``
-          ogg flac
+          aiff                        has no mood frame) / ``TBPM`` / ``TKEY`` /
+                                      ``TXXX:STYLE`` / ``GRP1`` / ``TXXX:AUDIOTAGGER_<NAME>``
+vorbis    flac, ogg vorbis, opus,     ``GENRE`` / ``MOOD`` / ``BPM`` / ``INITIALKEY`` /
+          ogg flac                    ``STYLE`` / ``GROUPING`` / ``AUDIOTAGGER_<NAME>``
 mp4       m4a, m4b, mp4               ``©gen`` / ``----:com.apple.iTunes:MOOD`` / ``tmpo``
-                                      (integer) / ``----:com.apple.iTunes:AUDIOTAGGER_<NAME>``
+                                      (integer) / ``----:com.apple.iTunes:initialkey`` /
+                                      ``----:com.apple.iTunes:STYLE`` / ``©grp`` /
+                                      ``----:com.apple.iTunes:AUDIOTAGGER_<NAME>``
 ========  ==========================  ======================================================
+
+A field may hold several values (genres): ID3v2.4 frames hold several texts, Vorbis comments
+repeat the key, MP4 items hold a list. ID3v2.3 has no multiple values; there they are joined
+with :data:`V23_JOIN` into one text, as Picard does, which Navidrome and Jellyfin split again.
 
 Our own fields carry one prefix, :data:`PREFIX` (``AUDIOTAGGER_``), so they are recognisable
 and never collide with anyone else's. MP4 free-form atoms are named ``----:<mean>:<name>``
@@ -57,7 +65,9 @@ PREFIX = "AUDIOTAGGER_"
 #: The ``mean`` (reverse-DNS namespace) of our MP4 free-form atoms (see the module docstring).
 MP4_MEAN = "com.apple.iTunes"
 #: Logical fields that live in the standard, player-visible fields.
-STANDARD_FIELDS = ("genre", "mood", "bpm")
+STANDARD_FIELDS = ("genre", "mood", "bpm", "key", "style", "grouping")
+#: How several values of one field are joined in an ID3v2.3 tag (which has no multiple values).
+V23_JOIN = "; "
 #: The free-form field recording which standard fields hold our values (JSON, logical name →
 #: the texts we wrote), so a later run can tell its own values from the user's.
 MARKER = "written"
@@ -139,16 +149,35 @@ class TagFile:
             # ID3v2.3 has no mood frame: TXXX:MOOD is what taggers (Mp3tag, MediaMonkey) write
             # there, unless the file already holds a TMOO anyway.
             has_tmoo = self.audio.tags is not None and "TMOO" in self.audio.tags
+            # Grouping: GRP1 (iTunes, Navidrome, Picard's "iTunes grouping"); TIT1 is read as
+            # the work by Navidrome, so it is not used.
             standard = {
                 "genre": "TCON",
                 "mood": "TMOO" if self.id3_version == 4 or has_tmoo else "TXXX:MOOD",
                 "bpm": "TBPM",
+                "key": "TKEY",
+                "style": "TXXX:STYLE",
+                "grouping": "GRP1",
             }
             return standard.get(logical) or f"TXXX:{own_name(logical)}"
         if self.family == "vorbis":
-            standard = {"genre": "GENRE", "mood": "MOOD", "bpm": "BPM"}
+            standard = {
+                "genre": "GENRE",
+                "mood": "MOOD",
+                "bpm": "BPM",
+                "key": "INITIALKEY",
+                "style": "STYLE",
+                "grouping": "GROUPING",
+            }
             return standard.get(logical) or own_name(logical)
-        standard = {"genre": "©gen", "mood": f"----:{MP4_MEAN}:MOOD", "bpm": "tmpo"}
+        standard = {
+            "genre": "©gen",
+            "mood": f"----:{MP4_MEAN}:MOOD",
+            "bpm": "tmpo",
+            "key": f"----:{MP4_MEAN}:initialkey",
+            "style": f"----:{MP4_MEAN}:STYLE",
+            "grouping": "©grp",
+        }
         return standard.get(logical) or f"----:{MP4_MEAN}:{own_name(logical)}"
 
     def own_keys(self) -> list[str]:
@@ -223,6 +252,8 @@ class TagFile:
             # ID3v2.3 has no UTF-8: mutagen would convert it to UTF-16 on save anyway, so say so
             # here and what is written is exactly what was planned.
             encoding = 3 if self.id3_version == 4 else 1
+            if self.id3_version == 3 and len(texts) > 1:  # no multiple values in v2.3
+                texts = [V23_JOIN.join(texts)]
             if key.startswith("TXXX:"):
                 return {"frame": "TXXX", "encoding": encoding, "desc": key[5:], "text": texts}
             return {"frame": key, "encoding": encoding, "text": texts}

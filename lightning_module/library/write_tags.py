@@ -3,12 +3,17 @@
 The flow for every file (:func:`plan_file`, then :func:`apply_plan`):
 
 1. **plan** (the dry run stops here): read the tags with mutagen and work out, field by field,
-   what would change (old → new). Genre and mood go into the standard fields when the top label
-   is at least ``min_probability``; ``bpm`` when the prediction has a ``tempo``; every feature the
-   prediction holds, the model and the version into our own free-form fields
-   (:data:`~.tag_fields.PREFIX`). A standard field the user set is kept unless ``overwrite``;
-   our own earlier values (free-form fields, and standard fields the marker field records as
-   written by us) are updated, or removed when the new prediction no longer gives them.
+   what would change (old → new), for the fields ``--fields`` selects (all by default; any
+   other field stays exactly as it is). What each field gets is :mod:`.tag_values`' job:
+   genre and mood when the top label is at least ``min_probability``, the genre tags above
+   their threshold (into ``GENRE``, ``STYLE`` or grouping, several values), BPM as an integer,
+   the key in the notation players read; the features (tempo exact), the tags, the model and
+   the version into our own free-form fields (:data:`~.tag_fields.PREFIX`). A standard field
+   the user set is kept unless ``overwrite``; the multi-value ones follow ``genre_mode``
+   (``append`` adds ours after the user's values, each its own value). Our own earlier values
+   (free-form fields, and standard fields the marker field records as ours) are updated, or
+   removed when the new prediction no longer gives them. The marker also names the model of
+   each field of ours, so a run over some fields keeps the others' provenance.
 2. **apply**: copy the file beside itself (a hidden temp name, same folder), write the tags into
    the copy, re-read them with a fresh mutagen load and check that exactly the planned fields
    changed, decode the audio of both files and check it is bit-identical, give the copy the
@@ -28,14 +33,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
-from datamodules.schema import FEATURE_UNITS
 from lightning_module.console import write_line
 
 # The safe write path, the journal and undo live in their own modules; these names stay
@@ -59,82 +62,38 @@ from lightning_module.library.safe_write import (  # noqa: F401
     run_one,
     same_audio,
 )
+from lightning_module.library.standard_fields import plan_standard
 from lightning_module.library.tag_fields import (  # noqa: F401
     MARKER,
     STANDARD_FIELDS,
+    V23_JOIN,
     TagError,
     TagFile,
     value_texts,
 )
+from lightning_module.library.tag_sources import (  # noqa: F401
+    model_id_of,
+    model_identity,
+    read_results,
+    results_model_id,
+)
+from lightning_module.library.tag_values import (  # noqa: F401
+    GENRE_SPELLING,
+    MIN_PROBABILITY,
+    RESERVED,
+    WriteOptions,
+    desired_fields,
+    feature_text,
+    parse_fields,
+)
 from lightning_module.library.undo import plan_undo, run_undo, undo_command  # noqa: F401
 
-#: Default of ``--min-probability``: genre/mood go into the standard fields at this or above.
-MIN_PROBABILITY = 0.5
-#: Fields of ours that are not features (a feature of that name would be skipped).
-RESERVED = frozenset({"model", "version", MARKER})
-#: How genre labels are spelled in the genre field (others: title case).
-GENRE_SPELLING = {"hiphop": "Hip-Hop", "rnb": "R&B", "edm": "EDM", "idm": "IDM"}
 
-
-@dataclass(frozen=True)
-class WriteOptions:
-    """How to write. ``model``/``version`` are written to ``AUDIOTAGGER_MODEL``/``_VERSION``."""
-
-    min_probability: float = MIN_PROBABILITY
-    overwrite: bool = False
-    touch: bool = False
-    verify: str = "decode"  # how the audio is checked: "decode" (samples) or "packets"
-    model: str = "unknown"
-    version: str = "unknown"
-
-
-# -- what to write ---------------------------------------------------------------------------
-def feature_text(name: str, value: float) -> str:
-    """A feature as written: 0-1 features to 3 decimals, BPM and dB to 1."""
-    unit = FEATURE_UNITS.get(name)
-    if unit is None:
-        return f"{value:.4g}"
-    return f"{value:.1f}" if unit else f"{value:.3f}"
-
-
-def _label(name: str) -> str:
-    return GENRE_SPELLING.get(name.lower(), name.replace("_", " ").title())
-
-
-def _top(ranked: Any) -> tuple[str, float] | None:
-    if not ranked:
-        return None
-    first = ranked[0]
-    if isinstance(first, Mapping):
-        return str(first["label"]), float(first["probability"])
-    return str(first[0]), float(first[1])
-
-
-def desired_fields(prediction: Mapping[str, Any], options: WriteOptions) -> dict[str, list[str]]:
-    """Logical field → texts to write, from a prediction in :meth:`ClipPrediction.to_dict`
-    form. Only what the prediction holds: no genre/mood below ``min_probability``, no BPM
-    without a ``tempo``, no feature the model left out."""
-    out: dict[str, list[str]] = {}
-    for task in ("genre", "mood"):
-        top = _top(prediction.get(task))
-        if top is not None and top[1] >= options.min_probability:
-            out[task] = [_label(top[0])]
-    features = prediction.get("features") or {}
-    tempo = features.get("tempo")
-    if tempo is not None and math.isfinite(float(tempo)) and float(tempo) > 0:
-        out["bpm"] = [str(int(round(float(tempo))))]
-    for name, value in features.items():
-        if name in RESERVED or name in STANDARD_FIELDS or value is None:
-            continue
-        if math.isfinite(float(value)):
-            out[name] = [feature_text(name, float(value))]
-    out["model"] = [options.model]
-    out["version"] = [options.version]
-    return out
-
-
+# -- what we wrote ---------------------------------------------------------------------------
 def read_marker(tags: TagFile) -> dict[str, Any]:
-    """Our marker field: ``{"fields": {logical: texts we wrote}, "min_probability": p}``."""
+    """Our marker field: ``{"fields": {standard field: our texts in it}, "models": {model id:
+    [the fields of ours it wrote]}, "run": the signature of the run that wrote it}`` (older
+    files: ``fields`` and ``min_probability`` only)."""
     texts = value_texts(tags.read(tags.key(MARKER)))
     try:
         marker = json.loads(texts[0]) if texts else {}
@@ -143,16 +102,32 @@ def read_marker(tags: TagFile) -> dict[str, Any]:
     return marker if isinstance(marker, dict) else {}
 
 
+def run_signature(options: WriteOptions) -> str:
+    """What the marker records of a run (a digest of :meth:`WriteOptions.signature`): a later
+    run with the same signature would change nothing, so it need not even predict."""
+    text = json.dumps(options.signature(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def marker_models(marker: Mapping[str, Any]) -> dict[str, str]:
+    """Logical field → the id of the model that wrote it, from the marker's ``models`` (model
+    id → its fields)."""
+    out: dict[str, str] = {}
+    for model, fields in _dict(marker.get("models")).items():
+        for logical in fields if isinstance(fields, list) else []:
+            out[str(logical)] = str(model)
+    return out
+
+
 def already_tagged(tags: TagFile, options: WriteOptions) -> bool:
     """True when this model, with these options, already wrote this file (no need to predict)."""
     if options.overwrite:
         return False
-    marker = read_marker(tags)
-    return (
-        value_texts(tags.read(tags.key("model"))) == [options.model]
-        and value_texts(tags.read(tags.key("version"))) == [options.version]
-        and marker.get("min_probability") == options.min_probability
-    )
+    return read_marker(tags).get("run") == run_signature(options)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 # -- planning --------------------------------------------------------------------------------
@@ -164,52 +139,67 @@ def plan_file(
 ) -> FilePlan:
     """What writing ``prediction`` into ``shown`` would change (nothing is written).
 
-    ``plan`` is an already opened :func:`open_for_plan` result to reuse.
+    ``plan`` is an already opened :func:`open_for_plan` result to reuse. Only the fields in
+    ``options.scope()`` are planned; every other field stays exactly as it is, and the marker
+    keeps what it said of them.
     """
     plan = plan or open_for_plan(shown)
     if plan.skipped or plan.tags is None:
         return plan
     tags = plan.tags
+    scope = options.scope()
+
+    def in_scope(logical: str) -> bool:
+        return scope is None or logical in scope
+
     try:
         desired = desired_fields(prediction, options)
         marker = read_marker(tags)
-        ours_before = marker.get("fields") if isinstance(marker.get("fields"), dict) else {}
-        ours_after: dict[str, list[str]] = {}
+        ours_before = _dict(marker.get("fields"))
+        models_before = marker_models(marker)
+        ours_after = {k: v for k, v in ours_before.items() if not in_scope(k)}
         for logical in STANDARD_FIELDS:
-            key = tags.key(logical)
-            current_value = tags.read(key)
-            current = value_texts(current_value)
-            want = desired.get(logical)
-            ours = bool(current) and ours_before.get(logical) == current
-            if want is None:
-                if ours:  # our earlier value, no longer predicted: take it back
-                    plan.changes.append(FieldChange(key, current_value, None))
-                continue
-            if current == want:
-                if ours:
-                    ours_after[logical] = want
-                continue
-            if not current or ours or options.overwrite:
-                plan.changes.append(FieldChange(key, current_value, tags.make(key, want)))
-                ours_after[logical] = want
-            else:
-                plan.kept.append((key, current, want))
+            if in_scope(logical):
+                plan_standard(plan, logical, desired.get(logical), options, ours_before, ours_after)
+        wanted_own = {k: v for k, v in desired.items() if k not in STANDARD_FIELDS and in_scope(k)}
+        # Provenance: the model of every field of ours (this run's, or an earlier run's for a
+        # field outside --fields); AUDIOTAGGER_MODEL lists each model once, this run's first.
+        models = {k: m for k, m in models_before.items() if not in_scope(k)}
+        models.update({k: options.model for k in [*ours_after, *wanted_own] if in_scope(k)})
+        kept_own = [
+            tags.logical_of(k)
+            for k in tags.own_keys()
+            if tags.logical_of(k) not in RESERVED and not in_scope(tags.logical_of(k))
+        ]
+        ours_all = {*ours_after, *wanted_own, *kept_own}
+        models = {k: m for k, m in models.items() if k in ours_all}
+        # fields of ours from before the marker named models: the model field said which
+        unnamed = [k for k in ours_all if k not in models]
+        earlier = value_texts(tags.read(tags.key("model"))) if unnamed else []
+        first = sorted(models.values(), key=lambda m: m != options.model)
+        model_texts = list(dict.fromkeys([*first, *earlier]))
+        by_model: dict[str, list[str]] = {}
+        for logical in sorted(models):
+            by_model.setdefault(models[logical], []).append(logical)
         marker_text = json.dumps(
-            {"fields": ours_after, "min_probability": options.min_probability},
+            {"fields": ours_after, "models": by_model, "run": run_signature(options)},
             sort_keys=True,
             separators=(",", ":"),
         )
-        wanted = {tags.key(k): v for k, v in desired.items() if k not in STANDARD_FIELDS}
+        wanted = {tags.key(k): v for k, v in wanted_own.items()}
+        wanted[tags.key("model")] = model_texts or [options.model]
+        wanted[tags.key("version")] = [options.version]
         wanted[tags.key(MARKER)] = [marker_text]
         wanted_upper = {k.upper() for k in wanted}
         for key in tags.own_keys():
-            if key.upper() not in wanted_upper:  # a feature this model no longer gives
-                plan.changes.append(FieldChange(key, tags.read(key), None))
+            logical = tags.logical_of(key)
+            if key.upper() not in wanted_upper and (logical in RESERVED or in_scope(logical)):
+                plan.changes.append(FieldChange(key, tags.read(key), None))  # no longer given
         for key, texts in wanted.items():
             current_value = tags.read(key)
-            if value_texts(current_value) != texts:
+            if value_texts(current_value) != value_texts(tags.make(key, texts)):
                 plan.changes.append(FieldChange(key, current_value, tags.make(key, texts)))
-    except TagError as err:
+    except (TagError, ValueError) as err:
         plan.skipped, plan.changes, plan.kept = str(err), [], []
     return plan
 
@@ -242,39 +232,6 @@ def run_library(
         plan = plan_file(shown, prediction, options)
         run_one(plan, apply, journal, options.touch, options.verify, summary, bar, out)
     return summary
-
-
-# -- predictions from a results file ---------------------------------------------------------
-def read_results(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(audio path, prediction) from a ``predict_clip.py FOLDER --out`` file (``.jsonl`` or
-    ``.csv``, read by :func:`~lightning_module.inference.formats.results.read_predictions`), the
-    prediction in the form :func:`desired_fields` reads, unrounded. A relative audio path is
-    taken from the current folder, or else from the results file's folder.
-
-    Raises:
-        ValueError: a malformed line or row (one line naming the file, line and field).
-    """
-    from lightning_module.inference.formats.results import read_predictions
-
-    base = Path(path).resolve().parent
-
-    def located(audio: str) -> str:
-        p = Path(audio)
-        if p.is_absolute() or p.exists() or not (base / p).exists():
-            return str(p)
-        return str(base / p)
-
-    for prediction in read_predictions(path):
-        yield located(str(prediction.path)), asdict(prediction)
-
-
-def model_identity(path: str | os.PathLike) -> str:
-    """``best.ckpt sha256:0123456789ab``: a model file's name and the start of its hash."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return f"{Path(path).name} sha256:{h.hexdigest()[:12]}"
 
 
 def package_version() -> str:
@@ -337,6 +294,16 @@ def predictions_from_results(
     return items, len(items)
 
 
+def _counting_keys(
+    items: Iterable[tuple[str, Mapping[str, Any] | Exception | None]], count: list[int]
+) -> Iterator[tuple[str, Mapping[str, Any] | Exception | None]]:
+    """``items`` as they come, counting in ``count[0]`` the predictions that hold a key."""
+    for path, prediction in items:
+        if isinstance(prediction, Mapping) and prediction.get("key") not in (None, ""):
+            count[0] += 1
+        yield path, prediction
+
+
 def write_command(
     target: str | None,
     results: str | None,
@@ -364,6 +331,9 @@ def write_command(
     err = err or sys.stderr
     if results:
         items, total = predictions_from_results(results, target)
+        if options.model == "unknown":
+            model = results_model_id(results) or "unknown (from results)"
+            options = replace(options, model=model)
     else:
         from lightning_module.inference.formats.text import model_notes
         from lightning_module.inference.tagger import Tagger, default_model
@@ -380,12 +350,26 @@ def write_command(
             )
             return 2
         if options.model == "unknown":
-            options = WriteOptions(**{**options.__dict__, "model": model_identity(model_path)})
+            options = replace(options, model=model_id_of(model_path, tagger.spec.synthetic_only))
         files = library_files(target)
         items, total = predictions_from_model(tagger, files, options), len(files)
+    with_key = [0]
+    items = _counting_keys(items, with_key)
     with Journal(journal_path) as journal:
         summary = run_library(items, options, apply, journal, out, total, progress)
     print(summary.line(apply), file=err)
+    scope = options.scope()
+    if (
+        scope is not None
+        and "key" in scope
+        and not with_key[0]
+        and summary.changed + summary.unchanged
+    ):
+        print(
+            "note: --fields key: no prediction holds a key (this model has no key head), "
+            "so no key was written",
+            file=err,
+        )
     if apply and summary.changed:
         print(
             f"journal: {journal_path}  (undo: scripts/write_tags.py --undo {journal_path})",

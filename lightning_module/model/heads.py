@@ -1,38 +1,36 @@
-"""The task heads on top of the clip embedding. They return logits / standardised values only;
-softmax and sigmoid belong to the loss and to inference."""
+"""The linear heads on top of the clip embedding: one per task of ``model.tasks.TASKS`` that
+reads the embedding. They return logits / standardised values only; softmax and sigmoid belong
+to the loss and to inference."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 
+from lightning_module.model.tasks import TASKS
+
 
 class MultiTaskHeads(nn.Module):
-    """Linear heads for genre, mood, audio features and (optionally) teacher tags and
-    multi-label genre tags.
+    """One linear layer per embedding task with outputs (genre, mood, features, tags, genre tags
+    in the table's order); a task with zero outputs is omitted and its key is absent.
 
-    A head with zero outputs is omitted and its key is absent from the result.
+    Args:
+        embed_dim: width of the clip embedding.
+        sizes: outputs per task name (a task missing or at 0 gets no head).
 
-    Shapes: (batch, embed_dim) → {"genre": (batch, n_genres) logits, "mood": (batch, n_moods)
-    logits,
-    "features": (batch, n_features) standardised values, "tags": (batch, n_tags) logits,
-    "genre_tags": (batch, n_genre_tags) logits}.
+    Shapes: (batch, embed_dim) → {task: (batch, sizes[task])} logits or standardised values.
     """
 
-    def __init__(
-        self,
-        embed_dim: int,
-        n_genres: int,
-        n_moods: int,
-        n_features: int,
-        n_tags: int = 0,
-        n_genre_tags: int = 0,
-    ) -> None:
+    def __init__(self, embed_dim: int, sizes: Mapping[str, int]) -> None:
         super().__init__()
-        sizes = {"genre": n_genres, "mood": n_moods, "features": n_features, "tags": n_tags}
-        sizes["genre_tags"] = n_genre_tags
         self.heads = nn.ModuleDict(
-            {name: nn.Linear(embed_dim, n) for name, n in sizes.items() if n > 0}
+            {
+                t.name: nn.Linear(embed_dim, sizes[t.name])
+                for t in TASKS
+                if t.input == "embedding" and sizes.get(t.name, 0) > 0
+            }
         )
 
     def forward(self, embedding: torch.Tensor) -> dict[str, torch.Tensor]:

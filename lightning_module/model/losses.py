@@ -10,19 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from datamodules.schema import IGNORE_INDEX
+from lightning_module.model.tasks import TASKS, Task, loss_names
 from lightning_module.model.tempo import TempoTarget
 
-#: Loss names :class:`MultiTaskLoss` returns, the weighted total first.
-LOSS_NAMES: tuple[str, ...] = (
-    "loss",
-    "genre_loss",
-    "mood_loss",
-    "feature_loss",
-    "tag_loss",
-    "tempo_loss",
-    "genre_tag_loss",
-    "distill_loss",
-)
+#: Loss names :class:`MultiTaskLoss` returns, the weighted total first (one per task).
+LOSS_NAMES: tuple[str, ...] = loss_names()
 
 
 def masked_cross_entropy(
@@ -88,69 +80,62 @@ def masked_soft_cross_entropy(
 
 
 class MultiTaskLoss(nn.Module):
-    """The weighted sum of every head's masked loss; a head the model lacks contributes 0.
+    """The weighted sum of every task's masked loss (``model.tasks.TASKS``); a head the model
+    lacks contributes 0.
 
-    ``forward(out, batch)`` takes the network's outputs (``genre``/``mood`` logits, ``features``
-    z-scores, ``tags`` logits, ``embedding``) and a batch from the data module (``genre``,
-    ``mood``, ``features`` + ``feature_mask``, ``tags`` + ``tag_mask``) and returns every name of
-    :data:`LOSS_NAMES`, each a scalar tensor. The tempo head learns a Gaussian bump around the
-    true BPM's log-spaced bin (``tempo``: where the batch keeps the tempo). The genre-tag head
-    (``genre_tags`` logits) learns hard 0/1 AllMusic genre tags (``genre_tags`` +
-    ``genre_tag_mask``), masked on rows without any (``genre_tag_weight``). With a teacher's
-    soft targets in the batch, ``distill_loss`` (weighted by ``distill_weight``) adds every head's
-    loss against the teacher's view of the crop.
+    ``forward(out, batch)`` takes the network's outputs (each task's logits or z-scores, and
+    ``embedding``) and a batch from the data module (each task's ``target`` and ``mask`` keys)
+    and returns every name of :data:`LOSS_NAMES`, each a scalar tensor. Each task's loss is its
+    entry's ``loss`` in :data:`LOSSES`: cross-entropy for classes (``label_smoothing``), masked
+    MSE of feature z-scores, soft BCE against teacher tags, masked BCE of hard genre tags, a soft
+    cross-entropy against a Gaussian bump around the true BPM's bin for tempo (``tempo``: where
+    the batch keeps it). With a teacher's soft targets in the batch, ``distill_loss`` (weighted
+    by ``distill_weight``) adds every head's loss against the teacher's view of the crop.
+
+    Args:
+        weights: loss weight per task name (missing: 1.0).
+        named_weights: the same by each task's ``MusicTagger`` argument (``genre_tag_weight``).
     """
 
     def __init__(
         self,
-        genre_weight: float = 1.0,
-        mood_weight: float = 1.0,
-        feature_weight: float = 1.0,
-        tag_weight: float = 1.0,
+        weights: Mapping[str, float] | None = None,
         label_smoothing: float = 0.0,
-        tempo_weight: float = 1.0,
         tempo: TempoTarget | None = None,
-        genre_tag_weight: float = 1.0,
         distill_weight: float = 0.0,
+        **named_weights: float,
     ) -> None:
         super().__init__()
-        self.weights = {
-            "genre_loss": genre_weight,
-            "mood_loss": mood_weight,
-            "feature_loss": feature_weight,
-            "tag_loss": tag_weight,
-            "tempo_loss": tempo_weight,
-        }
-        self.weights["genre_tag_loss"] = genre_tag_weight
+        by_argument = {t.weight: t.name for t in TASKS}
+        unknown = sorted(set(named_weights) - set(by_argument))
+        if unknown:
+            raise TypeError(f"unknown loss weight(s): {', '.join(unknown)}")
+        weights = {**(weights or {}), **{by_argument[k]: v for k, v in named_weights.items()}}
+        self.weights = {t.loss_name: float(weights.get(t.name, 1.0)) for t in TASKS}
         self.weights["distill_loss"] = distill_weight
         self.label_smoothing = label_smoothing
         self.tempo = tempo
+
+    def task_loss(
+        self, task: Task, out: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """The hard-label loss of one task."""
+        if task.loss == "tempo_soft_cross_entropy":
+            return self._tempo_loss(out, batch)
+        if task.loss == "masked_cross_entropy":
+            return masked_cross_entropy(out[task.name], batch[task.target], self.label_smoothing)
+        return LOSSES[task.loss](out[task.name], batch[task.target], batch[task.mask])
 
     def forward(
         self, out: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         zero = out["embedding"].sum() * 0.0
-        smoothing = self.label_smoothing
         losses = {
-            "genre_loss": masked_cross_entropy(out["genre"], batch["genre"], smoothing)
-            if "genre" in out
-            else zero,
-            "mood_loss": masked_cross_entropy(out["mood"], batch["mood"], smoothing)
-            if "mood" in out
-            else zero,
-            "feature_loss": masked_mse(out["features"], batch["features"], batch["feature_mask"])
-            if "features" in out
-            else zero,
-            "tag_loss": masked_soft_bce(out["tags"], batch["tags"], batch["tag_mask"])
-            if "tags" in out
-            else zero,
-            "tempo_loss": self._tempo_loss(out, batch) if "tempo" in out else zero,
-        }
-        losses["genre_tag_loss"] = (
-            masked_genre_tag_bce(out["genre_tags"], batch["genre_tags"], batch["genre_tag_mask"])
-            if "genre_tags" in out
+            t.loss_name: self.task_loss(t, out, batch)
+            if t.name in out and t.target in batch
             else zero
-        )
+            for t in TASKS
+        }
         losses["distill_loss"] = self._distill_loss(out, batch) if "soft_genre" in batch else zero
         total = sum(self.weights[k] * v for k, v in losses.items())
         return {"loss": total, **losses}
@@ -161,23 +146,18 @@ class MultiTaskLoss(nn.Module):
         """The teacher's soft targets of each crop (``soft_<head>`` + ``soft_<head>_mask``, see
         ``datamodules.loading.teacher_targets``), every head weighted as its hard loss: soft
         cross-entropy for genre and mood, soft BCE for genre tags and tags, MSE of z-scores."""
-        w = self.weights
         terms = []
-        for head, weight in (("genre", w["genre_loss"]), ("mood", w["mood_loss"])):
-            if head in out:
-                rows = batch[f"soft_{head}_mask"].bool()
-                terms.append(
-                    weight * masked_soft_cross_entropy(out[head], batch[f"soft_{head}"], rows)
-                )
-        for head, weight in (("genre_tags", w["genre_tag_loss"]), ("tags", w["tag_loss"])):
-            if head in out:
-                mask = batch[f"soft_{head}_mask"]
-                terms.append(weight * masked_soft_bce(out[head], batch[f"soft_{head}"], mask))
-        if "features" in out:
-            mask = batch["soft_features_mask"]
-            terms.append(
-                w["feature_loss"] * masked_mse(out["features"], batch["soft_features"], mask)
-            )
+        for t in TASKS:
+            if t.soft_target is None or t.name not in out or t.soft_target not in batch:
+                continue
+            weight = self.weights[t.loss_name]
+            soft, mask = batch[t.soft_target], batch[f"{t.soft_target}_mask"]
+            if t.kind == "single_label":
+                terms.append(weight * masked_soft_cross_entropy(out[t.name], soft, mask.bool()))
+            elif t.kind == "multi_label":
+                terms.append(weight * masked_soft_bce(out[t.name], soft, mask))
+            else:
+                terms.append(weight * masked_mse(out[t.name], soft, mask))
         return sum(terms) if terms else out["embedding"].sum() * 0.0
 
     def _tempo_loss(
@@ -187,3 +167,11 @@ class MultiTaskLoss(nn.Module):
             raise ValueError("the network has a tempo head but the loss has no tempo target")
         bpm, rows = self.tempo.bpm(batch)
         return masked_soft_cross_entropy(out["tempo"], self.tempo.bins.soft_targets(bpm), rows)
+
+
+#: Loss functions by the name a task's entry gives (``Task.loss``): (output, target, mask).
+LOSSES = {
+    "masked_mse": masked_mse,
+    "masked_soft_bce": masked_soft_bce,
+    "masked_genre_tag_bce": masked_genre_tag_bce,
+}

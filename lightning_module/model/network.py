@@ -6,7 +6,7 @@ hyperparameters (a :class:`TaggerSpec`) with :func:`build_network`, without impo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -15,16 +15,28 @@ from torch import nn
 from lightning_module.model.backbones.registry import get_backbone
 from lightning_module.model.frontend import LogMel, SpecAugment
 from lightning_module.model.heads import MultiTaskHeads
+from lightning_module.model.key import key_branch
 from lightning_module.model.spec import TaggerSpec
+from lightning_module.model.tasks import TASKS
 from lightning_module.model.tempo import tempo_branch
+
+#: Builders of the heads that are modules of their own (``Task.input`` not ``embedding``), by
+#: task name: spec → module, or None when the model has no such head.
+BRANCHES: dict[str, Callable[[TaggerSpec], nn.Module | None]] = {
+    "tempo": tempo_branch,
+    "key": key_branch,
+}
 
 
 class TaggerNet(nn.Module):
     """Waveform in, every head out.
 
     Shapes: (batch, samples) float at ``sample_rate`` → dict of (batch, n) tensors (see
-    :class:`MultiTaskHeads`) plus ``"embedding"`` (batch, embed_dim) and, with a tempo head,
-    ``"tempo"`` (batch, tempo_bins) logits (see ``model.tempo.TempoBranch``).
+    :class:`MultiTaskHeads`) plus ``"embedding"`` (batch, embed_dim) and one output per branch
+    (a task reading the log-mel or the waveform): ``"tempo"`` (batch, tempo_bins) logits (see
+    ``model.tempo.TempoBranch``), ``"key"`` (batch, 24) logits (``model.key.KeyBranch``).
+    Branches are attributes named after their task, so their state-dict keys are ``tempo.*``,
+    ``key.*``.
 
     ``channels_last`` stores the backbone's 4-D weights and the spectrogram in NHWC order, the
     layout tensor cores and oneDNN convolve fastest; it changes no value and no state-dict key.
@@ -37,14 +49,19 @@ class TaggerNet(nn.Module):
         backbone: nn.Module,
         heads: MultiTaskHeads,
         channels_last: bool = False,
-        tempo: nn.Module | None = None,
+        branches: Mapping[str, nn.Module | None] | None = None,
     ):
         super().__init__()
         self.frontend = frontend
         self.spec_augment = spec_augment
         self.backbone = backbone
         self.heads = heads
-        self.tempo = tempo
+        self.branch_inputs: dict[str, str] = {}
+        for t in TASKS:
+            module = (branches or {}).get(t.name)
+            if module is not None:
+                setattr(self, t.name, module)
+                self.branch_inputs[t.name] = t.input
         self.channels_last = channels_last
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
@@ -56,8 +73,10 @@ class TaggerNet(nn.Module):
             spec = spec.contiguous(memory_format=torch.channels_last)
         embedding = self.backbone(spec)
         out = {**self.heads(embedding), "embedding": embedding}
-        if self.tempo is not None:  # from the unmasked log-mel: a time mask would fake onsets
-            out["tempo"] = self.tempo(mel)
+        # Branches read the unmasked log-mel (a time mask would fake onsets) or the waveform.
+        inputs = {"mel": mel, "wave": wave}
+        for name, source in self.branch_inputs.items():
+            out[name] = getattr(self, name)(inputs[source])
         return out
 
 
@@ -70,14 +89,7 @@ def build_network(spec: TaggerSpec | Mapping[str, Any]) -> TaggerNet:
         frontend=LogMel(**spec.frontend_kwargs()),
         spec_augment=SpecAugment(spec.freq_mask, spec.time_mask, spec.n_masks),
         backbone=backbone,
-        heads=MultiTaskHeads(
-            backbone.embed_dim,
-            n_genres=len(spec.genre_names),
-            n_moods=len(spec.mood_names),
-            n_features=len(spec.feature_names),
-            n_tags=len(spec.tag_names),
-            n_genre_tags=len(spec.genre_tag_names),
-        ),
+        heads=MultiTaskHeads(backbone.embed_dim, {t.name: len(spec.names(t.name)) for t in TASKS}),
         channels_last=spec.channels_last,
-        tempo=tempo_branch(spec),
+        branches={name: build(spec) for name, build in BRANCHES.items()},
     )

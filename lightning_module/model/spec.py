@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from lightning_module.model.tasks import task as task_entry
+
 #: Version of the hyperparameter layout written by this code. History:
 #: 1: no ``format_version`` key; ``mel_norm``/``mel_scale``/``tag_names``/``channels_last`` may be
 #:    missing (written before they existed).
@@ -20,7 +22,8 @@ from typing import Any
 #:    head (``tempo_bins``, ``tempo_min``, ``tempo_max``); older checkpoints have neither (their
 #:    provenance is unknown, and they have no tempo head).
 #: 4: ``genre_tag_names`` (the multi-label AllMusic genre-tag head); older checkpoints have none.
-FORMAT_VERSION = 4
+#: 5: the key head (``key_names``, ``key_n_fft``, ``key_hidden``); older checkpoints have none.
+FORMAT_VERSION = 5
 
 #: Defaults of fields that version-1 checkpoints may lack: what the code did before they existed.
 _V1_DEFAULTS: dict[str, Any] = {
@@ -53,6 +56,8 @@ def upgrade(hparams: Mapping[str, Any]) -> dict[str, Any]:
                 hp[key] = value
     if version < 4 and hp.get("genre_tag_names") is None:
         hp["genre_tag_names"] = []  # written before the genre-tag head existed: no such head
+    if version < 5 and hp.get("key_names") is None:
+        hp["key_names"] = []  # written before the key head existed: no such head
     hp["format_version"] = FORMAT_VERSION
     return hp
 
@@ -76,7 +81,10 @@ class TaggerSpec:
     empty for checkpoints older than format 3 (unknown). Tempo: a head of ``tempo_bins``
     log-spaced bins from ``tempo_min`` to ``tempo_max`` BPM (0: none). Genre tags:
     ``genre_tag_names``, the multi-label AllMusic genres of the genre-tag head (empty: no head;
-    always empty before format 4).
+    always empty before format 4). Key: ``key_names``, the 24 keys of the key head (empty: no
+    head; always empty before format 5), which reads a spectrogram of ``key_n_fft`` samples and
+    has ``key_hidden`` hidden channels (see ``model.key.KeyBranch``); ``key_sources`` says what
+    it learned from (clips by provenance; ``dsp:krumhansl``: the DSP profiles, nothing learned).
     """
 
     genre_names: tuple[str, ...] = ()
@@ -88,6 +96,10 @@ class TaggerSpec:
     feature_sources: tuple[Mapping[str, int], ...] = ()
     train_sources: Mapping[str, int] = field(default_factory=dict)
     genre_tag_names: tuple[str, ...] = ()
+    key_names: tuple[str, ...] = ()
+    key_sources: Mapping[str, int] = field(default_factory=dict)
+    key_n_fft: int = 8192
+    key_hidden: int = 16
     tempo_bins: int = 0
     tempo_min: float = 30.0
     tempo_max: float = 300.0
@@ -123,6 +135,7 @@ class TaggerSpec:
             "feature_names",
             "tag_names",
             "genre_tag_names",
+            "key_names",
             "feature_mean",
             "feature_std",
             "blocks",
@@ -135,6 +148,8 @@ class TaggerSpec:
             )
         if "train_sources" in values:
             values["train_sources"] = dict(values["train_sources"] or {})
+        if "key_sources" in values:
+            values["key_sources"] = dict(values["key_sources"] or {})
         if "feature_names" in values:
             n = len(values["feature_names"])
             values.setdefault("feature_mean", (0.0,) * n)
@@ -177,6 +192,18 @@ class TaggerSpec:
         return f"{parts} ({real} real clips)" if real else f"{parts} (no real clips)"
 
     @property
+    def key_basis(self) -> str:
+        """What the key head learned from, in words (``human 189 annotated keys``)."""
+        if not self.key_names:
+            return ""
+        if not self.key_sources:
+            return "not recorded"
+        if "dsp:krumhansl" in self.key_sources:
+            return "DSP: chroma + Krumhansl-Kessler profiles (nothing learned)"
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(self.key_sources.items()))
+        return f"{parts} annotated keys"
+
+    @property
     def synthetic_only(self) -> bool:
         """True when every training clip came from the synthetic demo set."""
         return bool(self.train_sources) and set(self.train_sources) == {"synthetic"}
@@ -200,12 +227,16 @@ class TaggerSpec:
             "mel_scale": self.mel_scale,
         }
 
+    @property
+    def tempo_bin_names(self) -> tuple[str, ...]:
+        """One name per bin of the tempo head (``bin0`` ...; empty: no tempo head)."""
+        return tuple(f"bin{i}" for i in range(self.tempo_bins))
+
     def names(self, task: str) -> tuple[str, ...]:
-        """Label names of ``task`` (``genre``, ``mood``, ``tags``, ``genre_tags``, ``features``)."""
-        return {
-            "genre": self.genre_names,
-            "mood": self.mood_names,
-            "tags": self.tag_names,
-            "genre_tags": self.genre_tag_names,
-            "features": self.feature_names,
-        }[task]
+        """Label names of ``task`` (a name in ``model.tasks.TASKS``; empty: the model has no such
+        head)."""
+        return tuple(getattr(self, task_entry(task).labels))
+
+    def has(self, task: str) -> bool:
+        """Whether the model has the head ``task``."""
+        return bool(self.names(task))

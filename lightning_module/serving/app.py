@@ -86,6 +86,12 @@ class Prediction(BaseModel):
     genre_tags: dict[str, float] | None = Field(
         None, description="every genre tag's probability; only for a model with that head"
     )
+    key: str | None = Field(None, description="tonic (C, C#, D, Eb, ...); with a key head")
+    mode: str | None = Field(None, description="major or minor; with a key head")
+    key_confidence: float | None = Field(
+        None, description="the key's probability, windows averaged; with a key head"
+    )
+    camelot: str | None = Field(None, description="Camelot wheel code, e.g. 8A; with a key head")
 
 
 class TimelineWithClip(BaseModel):

@@ -231,6 +231,7 @@ class TaggingService:
             "moods": list(spec.mood_names),
             "tags": list(spec.tag_names),
             "genre_tags": list(getattr(spec, "genre_tag_names", ())),
+            "keys": list(getattr(spec, "key_names", ())),
             "features": features,
             "limits": {
                 "max_upload_bytes": self.limits.max_upload_bytes,

@@ -23,7 +23,7 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from datamodules.loading.datamodule import MusicDataModule
 from datamodules.schema import TASK_FIELDS
-from lightning_module.inference.tagger import CheckpointError
+from lightning_module.inference.errors import CheckpointError
 from lightning_module.model.backbones.registry import dictated_changes
 from lightning_module.training.callbacks import TensorBoardStory
 from lightning_module.training.module import MusicTagger
@@ -197,7 +197,6 @@ def run(args: list[str] | None = None) -> int:
     (a bad manifest, unreadable audio, a checkpoint that cannot be used) into one line."""
     from datamodules.audio import AudioError
     from datamodules.manifest import ManifestError
-    from lightning_module.inference.errors import CheckpointError
 
     try:
         main(args)

@@ -18,10 +18,11 @@ from torchmetrics.classification import (
 )
 from torchmetrics.regression import PearsonCorrCoef, R2Score
 
+from datamodules.analysis.key import KEY_NAMES, mirex_scores
 from datamodules.analysis.tempo import tempo_accuracy
 from datamodules.schema import IGNORE_INDEX
-from lightning_module.model.losses import LOSS_NAMES
 from lightning_module.model.spec import TaggerSpec
+from lightning_module.model.tasks import TASKS, loss_names
 from lightning_module.model.tempo import TempoTarget
 
 #: A teacher probability above this counts as a positive tag for the per-tag ROC-AUC.
@@ -40,6 +41,10 @@ class SplitMetrics(nn.Module):
             an octave / a third), the standard tempo-estimation scores.
         genre_tag_names: multi-label genre tags (ROC-AUC and PR-AUC per tag, binned with 200
             thresholds; rows without genre tags are ignored).
+        class_names: label names of further single-label tasks (``model.tasks.TASKS``), by
+            task name: accuracy and macro-F1 like genre and mood.
+        key_names: the key head's 24 keys (accuracy, macro-F1 and the MIREX weighted score,
+            where a fifth scores 0.5, the relative key 0.3, the parallel key 0.2).
     """
 
     def __init__(
@@ -51,6 +56,8 @@ class SplitMetrics(nn.Module):
         with_losses: bool = True,
         tempo: TempoTarget | None = None,
         genre_tag_names: Sequence[str] = (),
+        key_names: Sequence[str] = (),
+        class_names: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         super().__init__()
         self.tempo = tempo
@@ -60,7 +67,9 @@ class SplitMetrics(nn.Module):
         self.feature_names = list(feature_names)
         self.tag_names = list(tag_names)
         classes: dict[str, nn.Module] = {}
-        for task, names in (("genre", genre_names), ("mood", mood_names)):
+        single = {"genre": genre_names, "mood": mood_names, "key": key_names, **(class_names or {})}
+        tasks = [t.name for t in TASKS if t.kind == "single_label" and t.name in single]
+        for task, names in ((name, single[name]) for name in tasks):
             if len(names) > 1:
                 n = len(names)
                 classes[task] = MetricCollection(
@@ -70,6 +79,7 @@ class SplitMetrics(nn.Module):
                     }
                 )
         self.classes = nn.ModuleDict(classes)
+        self.key_mirex = MeanMetric() if len(key_names) == len(KEY_NAMES) else None
         self.r2 = nn.ModuleDict({name: R2Score() for name in self.feature_names})
         self.pearson = nn.ModuleDict({name: PearsonCorrCoef() for name in self.feature_names})
         n_tags = len(self.tag_names)
@@ -83,7 +93,7 @@ class SplitMetrics(nn.Module):
             if n_tags
             else {}
         )
-        self.losses = nn.ModuleDict({k: MeanMetric() for k in LOSS_NAMES} if with_losses else {})
+        self.losses = nn.ModuleDict({k: MeanMetric() for k in loss_names()} if with_losses else {})
         # The genre-tag head: hard 0/1 AllMusic genre tags, masked rows ignored.
         self.genre_tag_names = list(genre_tag_names)
         # torchmetrics' multilabel metrics need two labels or more: one tag gets an ignored twin.
@@ -111,7 +121,12 @@ class SplitMetrics(nn.Module):
         """The metrics of a model with this spec."""
         names = (spec.genre_names, spec.mood_names, spec.feature_names, spec.tag_names)
         return cls(
-            *names, with_losses=with_losses, tempo=tempo, genre_tag_names=spec.genre_tag_names
+            *names,
+            with_losses=with_losses,
+            tempo=tempo,
+            genre_tag_names=spec.genre_tag_names,
+            key_names=spec.key_names,
+            class_names={t.name: spec.names(t.name) for t in TASKS if t.kind == "single_label"},
         )
 
     @torch.no_grad()
@@ -123,7 +138,14 @@ class SplitMetrics(nn.Module):
     ) -> None:
         """Add one batch: network outputs, the batch's targets and (eval) its losses."""
         for task, metric in self.classes.items():
-            metric.update(out[task].detach(), batch[task])
+            if task in out and task in batch:
+                metric.update(out[task].detach(), batch[task])
+        if self.key_mirex is not None and "key" in out and "key" in batch:
+            rows = batch["key"] != IGNORE_INDEX
+            if rows.any():
+                estimate = out["key"][rows].detach().argmax(-1).cpu().numpy()
+                scores = mirex_scores(estimate, batch["key"][rows].cpu().numpy())
+                self.key_mirex.update(torch.tensor(scores["weighted"]), weight=int(rows.sum()))
         if "features" in out:
             mask = batch["feature_mask"]
             for j, name in enumerate(self.feature_names):
@@ -185,6 +207,8 @@ class SplitMetrics(nn.Module):
             values[f"{split}/feature_r2_mean"] = torch.stack(
                 [torch.as_tensor(v) for v in r2]
             ).mean()
+        if self.key_mirex is not None and self.key_mirex.update_count:
+            values[f"{split}/key_mirex"] = self.key_mirex.compute()
         for k, mean in self.tempo_acc.items():
             if mean.update_count:
                 values[f"{split}/tempo_{k}"] = mean.compute()

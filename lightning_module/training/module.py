@@ -18,6 +18,7 @@ from lightning_module.model.backbones.registry import (
 from lightning_module.model.losses import MultiTaskLoss
 from lightning_module.model.network import build_network
 from lightning_module.model.spec import FORMAT_VERSION, TaggerSpec
+from lightning_module.model.tasks import TASKS
 from lightning_module.model.tempo import tempo_target
 from lightning_module.training.metrics import SplitMetrics
 from lightning_module.training.optim import adamw_warmup_cosine
@@ -43,6 +44,8 @@ class MusicTagger(pl.LightningModule):
             filled by the data module from the manifest's ``genre_tag_<name>`` columns.
         tempo_bins, tempo_min, tempo_max: a tempo head over log-spaced BPM bins (0: none), trained
             on the ``tempo`` feature's rows; it then gives the predicted tempo.
+        key_names, key_n_fft, key_hidden: the key head (``model.key.KeyBranch``; empty names:
+            none), trained on the ``key`` batch targets (manifest ``key``/``mode`` columns).
         sample_rate, n_fft, hop_length, n_mels, f_min, f_max, compression: log-mel frontend.
         mel_norm, mel_scale: mel filterbank (torchaudio ``norm`` / ``mel_scale``).
         crop_seconds: window length the model is trained on; inference windows long audio with it.
@@ -59,7 +62,8 @@ class MusicTagger(pl.LightningModule):
             BatchNorm statistics (fine-tuning on little data; ~3.5x cheaper per musicnn step);
             ``backbone``: the whole backbone, only the heads learn (a linear probe).
         width, blocks, embed_dim, dropout: backbone size.
-        genre_weight, mood_weight, feature_weight, tag_weight, tempo_weight: loss weights.
+        genre_weight, mood_weight, feature_weight, tag_weight, tempo_weight, key_weight: loss
+            weights (each task's ``weight`` argument in ``model.tasks.TASKS``).
         genre_tag_weight: loss weight of the genre-tag head (masked BCE on the rows that have
             genre tags).
         distill_weight: weight of the loss against a teacher's soft targets of every crop (the
@@ -86,6 +90,9 @@ class MusicTagger(pl.LightningModule):
         tempo_bins: int = 0,
         tempo_min: float = 30.0,
         tempo_max: float = 300.0,
+        key_names: list[str] | None = None,
+        key_n_fft: int = 8192,
+        key_hidden: int = 16,
         sample_rate: int = 16000,
         crop_seconds: float = DEFAULT_CROP_SECONDS,
         n_fft: int = 512,
@@ -113,6 +120,7 @@ class MusicTagger(pl.LightningModule):
         tag_weight: float = 1.0,
         tempo_weight: float = 1.0,
         genre_tag_weight: float = 1.0,
+        key_weight: float = 1.0,
         distill_weight: float = 0.0,
         label_smoothing: float = 0.05,
         lr: float = 3e-3,
@@ -146,15 +154,8 @@ class MusicTagger(pl.LightningModule):
             entry.init_pretrained(self.net.backbone, pretrained, tag_head, spec.tag_names)
         self._frozen = freeze_modules(self.net.backbone, freeze)
         tempo = tempo_target(spec)
-        weights = (genre_weight, mood_weight, feature_weight, tag_weight)
-        self.loss = MultiTaskLoss(
-            *weights,
-            label_smoothing,
-            tempo_weight,
-            tempo,
-            genre_tag_weight=genre_tag_weight,
-            distill_weight=distill_weight,
-        )
+        weights = {t.name: float(self.hparams.get(t.weight, 1.0)) for t in TASKS}
+        self.loss = MultiTaskLoss(weights, label_smoothing, tempo, distill_weight)
         # Attributes, not a ModuleDict: "train" would shadow nn.Module.train. Train metrics see
         # augmented crops and keep no loss means (training_step logs the losses itself).
         self.train_metrics = SplitMetrics.for_spec(spec, tempo, with_losses=False)

@@ -35,6 +35,7 @@ from lightning_module.inference.checkpoint import CheckpointError, load_checkpoi
 from lightning_module.inference.shipped import ShippedModelError, shipped_checkpoint
 from lightning_module.model.network import TaggerNet
 from lightning_module.model.spec import TaggerSpec
+from lightning_module.model.tasks import TASKS
 
 #: ``--model.init_from shipped``: the shipped model's checkpoint (package data).
 SHIPPED = "shipped"
@@ -63,9 +64,6 @@ ARCHITECTURE_FIELDS: tuple[str, ...] = (
 #: from the source; a model built directly with other values is an error naming the field, since
 #: changing them in the model alone would silently disagree with the audio it is fed.
 DATA_FIELDS: tuple[str, ...] = ("sample_rate", "crop_seconds")
-
-#: The heads, by task name (``TaggerSpec.names``); each is copied only when its labels match.
-HEADS: tuple[str, ...] = ("genre", "mood", "features", "tags", "genre_tags")
 
 Say = Callable[[str], None]
 
@@ -250,18 +248,16 @@ def copy_weights(
         getattr(net, name).load_state_dict(weights)
         report[name] = "kept"
     say(f"init_from {source.path}: front-end and backbone kept")
-    if net.tempo is not None:
-        weights = _part(source.state, "tempo.")
-        why = _misfit(net.tempo, weights) if weights else "the source has none"
+    for name in net.branch_inputs:  # the tempo and key branches
+        branch = getattr(net, name)
+        weights = _part(source.state, f"{name}.")
+        why = _misfit(branch, weights) if weights else "the source has none"
         if why is None:
-            net.tempo.load_state_dict(weights)
-        report["tempo"] = "kept" if why is None else "re-initialised"
-        say(
-            f"init_from {source.path}: tempo branch {report['tempo']}"
-            + (f" ({why})" if why else "")
-        )
+            branch.load_state_dict(weights)
+        report[name] = "kept" if why is None else "re-initialised"
+        say(f"init_from {source.path}: {name} branch {report[name]}" + (f" ({why})" if why else ""))
     heads = net.heads.heads
-    for task in HEADS:
+    for task in (t.name for t in TASKS if t.input == "embedding"):
         theirs, mine = source.spec.names(task), spec.names(task)
         if not mine:
             if theirs:

@@ -18,6 +18,7 @@ import pytest
 
 from lightning_module.library import write_tags as wt
 from lightning_module.library.tag_fields import PREFIX, open_tags
+from lightning_module.library.tag_values import GENRE_TAG_THRESHOLD, TAG_THRESHOLD
 from scripts.predict_clip import main as predict_main
 from scripts.write_tags import main
 from tests.conftest import REPO_ROOT
@@ -133,6 +134,10 @@ def test_from_results_jsonl_and_csv(trained_checkpoint: Path, tmp_path: Path, ca
                 assert own(path, name) == [wt.feature_text(name, value)], (fmt, name)
             names = {k.upper() for k, _ in mutagen_view(path) if PREFIX in k.upper()}
             expected = {name.upper() for name in row["features"]} | {"MODEL", "VERSION", "WRITTEN"}
+            if any(p >= GENRE_TAG_THRESHOLD for p in (row.get("genre_tags") or {}).values()):
+                expected.add("GENRE_TAGS")
+            if any(t["probability"] >= TAG_THRESHOLD for t in row.get("tags") or []):
+                expected.add("TAGS")
             assert {n.rsplit(PREFIX, 1)[1] for n in names} == expected
             if "tempo" in row["features"]:
                 bpm = open_tags(path).key("bpm")
@@ -155,6 +160,43 @@ def test_read_only_and_unusable_files_are_reported(tmp_path: Path, capsys) -> No
     assert file_digest(files[0]) == digest
     assert main(["--from-results", str(tmp_path / "missing.jsonl")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_fields_key_from_results_apply_undo_and_one_line_errors(tmp_path: Path, capsys) -> None:
+    """A CSV results file with the key columns: --fields key writes only the key (and our
+    provenance), undo takes it back; results without a key say so in one line; an unknown
+    field is a one-line error naming it."""
+    files = make_folder(tmp_path / "music", 4)  # mp3, flac, m4a, ogg
+    views = {p: mutagen_view(p) for p in files}
+    keyed = tmp_path / "keyed.csv"
+    keyed.write_text(
+        "path,genre,genre_probability,tempo,key,mode,key_confidence,camelot\n"
+        + "".join(f"{p},rock,0.9,120.0,F#,minor,0.6,11A\n" for p in files)
+    )
+    journal = tmp_path / "j.jsonl"
+    args = ["--journal", str(journal), "--no-progress", "--verify", "packets"]
+    assert main(["--from-results", str(keyed), "--fields", "key", "--apply", *args]) == 0
+    out, err = capsys.readouterr()
+    assert "changed 4 file(s)" in err
+    for p in files:
+        tags = open_tags(p)
+        assert wt.value_texts(tags.read(tags.key("key"))) == ["F#m"]
+        assert not wt.value_texts(tags.read(tags.key("genre"))), "genre written, not selected"
+        assert not wt.value_texts(tags.read(tags.key("bpm")))
+    assert main(["--undo", str(journal), "--no-progress"]) == 0
+    assert "restored 4 file(s)" in capsys.readouterr().err
+    assert all(mutagen_view(p) == views[p] for p in files)
+
+    plain = tmp_path / "plain.csv"
+    plain.write_text("path,genre,genre_probability\n" + "".join(f"{p},rock,0.9\n" for p in files))
+    assert main(["--from-results", str(plain), "--fields", "key,bpm", *args]) == 0
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if "--fields key" in line]
+    assert len(notes) == 1 and "no key was written" in notes[0], err
+
+    assert main(["--from-results", str(plain), "--fields", "bpm,colour", *args]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "error: --fields: unknown field 'colour'" in err, err
 
 
 def _classify(path: Path, original: Path, audio: str) -> str:

@@ -3,8 +3,10 @@
 The object is :meth:`ClipPrediction.to_dict` (what ``predict_clip --json`` prints and the service
 answers): ``genre``/``mood``/``tags`` as ``[{"label", "probability"}]`` (the ``top`` most probable,
 4 decimals), ``features``, ``genre_tags`` (every one; no key without that head) to 4 decimals,
-``start``, ``duration``, ``windows``, ``feature_basis``. :func:`prediction_from_dict` is its
-inverse to that rounding. Keys it does not know (a library table's ``file_bytes``) are ignored.
+``start``, ``duration``, ``windows``, ``feature_basis``; with a key head the flat ``key``,
+``mode``, ``key_confidence``, ``camelot``; further classification tasks under their names.
+:func:`prediction_from_dict` is its inverse to that rounding. Keys it does not know (a library
+table's ``file_bytes``) are ignored.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from lightning_module.inference.tagger import ClipPrediction
+from lightning_module.inference.decoders import DECODERS
+from lightning_module.inference.prediction import DEDICATED, ClipPrediction
+from lightning_module.model.tasks import TASKS
 
 
 def prediction_dict(
@@ -55,6 +59,15 @@ def prediction_from_dict(record: Mapping[str, Any]) -> ClipPrediction:
     """
     try:
         path = record.get("path")
+        decoded: dict[str, Any] = {}
+        for task in TASKS:
+            if task.decoder:
+                decoded.update(DECODERS[task.decoder].parse(record))
+        classes = {
+            t.name: _ranked(record.get(t.name))
+            for t in TASKS
+            if t.name not in DEDICATED and not t.decoder and record.get(t.name)
+        }
         return ClipPrediction(
             path=None if path is None else str(path),
             duration=float(record.get("duration") or 0.0),
@@ -66,6 +79,8 @@ def prediction_from_dict(record: Mapping[str, Any]) -> ClipPrediction:
             start=float(record.get("start") or 0.0),
             feature_basis={str(k): str(v) for k, v in (record.get("feature_basis") or {}).items()},
             genre_tags=_numbers(record.get("genre_tags")),
+            classes=classes,
+            decoded=decoded,
         )
     except (TypeError, KeyError, AttributeError) as err:
         raise ValueError(f"not a prediction ({type(err).__name__}: {err})") from err

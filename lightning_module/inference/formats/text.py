@@ -8,9 +8,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from datamodules.schema import FEATURE_UNITS
+from lightning_module.inference.decoders import DECODERS
 from lightning_module.inference.formats.csv_rows import top_genre_tags
-from lightning_module.inference.tagger import ClipPrediction
+from lightning_module.inference.prediction import ClipPrediction
 from lightning_module.model.spec import TaggerSpec
+from lightning_module.model.tasks import TASKS
 
 #: Columns of the timeline table: (feature, header).
 TIMELINE_FEATURES = (("energy", "energy"), ("valence", "valence"))
@@ -29,6 +31,15 @@ def format_prediction(prediction: ClipPrediction, top: int = 3) -> str:
             lines.append(f"  {key + ':':<9}" + ", ".join(f"{name} {p:.2f}" for name, p in ranked))
     if prediction.genre_tags:  # the multi-label genre-tag head, when the model has one
         lines.append(f"  genre tags: {top_genre_tags(prediction, top, ', ')}")
+    for task in TASKS:  # heads added since: decoded values (the key) or ranked labels
+        if task.decoder and set(DECODERS[task.decoder].fields) <= set(prediction.decoded):
+            described = DECODERS[task.decoder].describe(prediction.decoded)
+            basis = prediction.feature_basis.get(task.name, "")
+            lines.append(f"  {task.text + ':':<9}{described:<24}  {basis}".rstrip())
+        elif task.name in prediction.classes and prediction.classes[task.name]:
+            ranked = prediction.classes[task.name][:top]
+            text = task.text or task.name
+            lines.append(f"  {text + ':':<9}" + ", ".join(f"{n} {p:.2f}" for n, p in ranked))
     if prediction.features:
         lines.append("  features:                 (trained on)")
         for name, value in prediction.features.items():

@@ -121,3 +121,28 @@ def test_genre_tags_become_outputs_when_frequent_with_masked_rows(
     assert (targets.genre_tags[expected_mask, 0] == rock[expected_mask]).all()
     batch = next(iter(dm.train_dataloader()))
     assert batch["genre_tags"].shape == batch["genre_tag_mask"].shape == (6, 2)
+
+
+def test_key_columns_give_a_key_head_and_key_targets(
+    synthetic_manifest: Path, tmp_path: Path
+) -> None:
+    from datamodules.analysis.key import KEY_NAMES, parse_key
+
+    df = read_manifest(synthetic_manifest)
+    df["key"] = pd.Series([pd.NA] * len(df), dtype="object")
+    df["mode"] = pd.Series([pd.NA] * len(df), dtype="object")
+    df.loc[df.index[::2], "key"] = "D#"
+    df.loc[df.index[::2], "mode"] = "minor"
+    manifest = write_manifest(df, tmp_path / "keys.csv")
+    dm = MusicDataModule(
+        str(manifest), data_dir=str(tmp_path), num_workers=0, batch_size=6, crop_seconds=2.0
+    )
+    assert dm.key_names == list(KEY_NAMES)
+    dm.setup("fit")
+    rows = dm.split_rows("train")
+    keys = dm.datasets["train"].targets.key
+    labelled = rows["key"].notna().to_numpy()
+    assert (keys[labelled] == parse_key("Eb minor")).all() and (keys[~labelled] == -1).all()
+    assert "key" in next(iter(dm.train_dataloader()))
+    no_keys = write_manifest(df.drop(columns=["key", "mode"]), tmp_path / "plain.csv")
+    assert MusicDataModule(str(no_keys), data_dir=str(tmp_path)).key_names == []

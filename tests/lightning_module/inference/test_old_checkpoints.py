@@ -93,7 +93,7 @@ def test_format_3_hparams_upgrade_without_genre_tags() -> None:
     assert upgrade(old)["genre_tag_names"] == []  # format 3 had no genre-tag head
     spec = TaggerSpec.from_hparams(old)
     assert spec.genre_tag_names == () and spec.names("genre_tags") == ()
-    assert spec.format_version == FORMAT_VERSION == 4 and spec.tag_names == ("x",)
+    assert spec.format_version == FORMAT_VERSION == 5 and spec.tag_names == ("x",)
     new = TaggerSpec.from_hparams({**spec.to_hparams(), "genre_tag_names": ["Jazz"]})
     assert new.genre_tag_names == ("Jazz",)
 
