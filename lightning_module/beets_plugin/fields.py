@@ -22,6 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from datamodules.schema import FEATURE_UNITS
+from lightning_module.library.musical_key import NOTATIONS, key_of
+from lightning_module.library.tag_values import GENRE_TAG_THRESHOLD, MIN_PROBABILITY
+from lightning_module.library.tag_values import genre_label as _label
+from lightning_module.library.tag_values import ranked as _ranked
 
 #: Every flexible attribute we own starts with this (file tags: ``AUDIOTAGGER_<NAME>``).
 PREFIX = "audiotagger_"
@@ -31,20 +35,11 @@ MODEL_FIELD = PREFIX + "model"
 WRITTEN_FIELD = PREFIX + "written"
 #: beets' own fields we may fill, by their logical name (``genre`` is beets' ``genres`` list).
 STANDARD_FIELDS = ("genre", "mood", "bpm", "initial_key")
-#: Default certainty for genre, mood and key in beets' fields (as ``write_tags``'s default).
-MIN_PROBABILITY = 0.5
-#: Default threshold of a genre tag (sigmoid probability) to count as one of the song's genres.
-GENRE_TAGS_THRESHOLD = 0.5
+#: Defaults as ``write-tags`` has them: certainty for genre, mood and key in beets' fields, and
+#: the threshold of a genre tag (sigmoid probability) to count as one of the song's genres.
+GENRE_TAGS_THRESHOLD = GENRE_TAG_THRESHOLD
 GENRE_SOURCES = ("top", "tags")
-KEY_NOTATIONS = ("standard", "camelot")
-#: How genre labels are spelled in beets' genre field (others: title case).
-GENRE_SPELLING = {"hiphop": "Hip-Hop", "rnb": "R&B", "edm": "EDM", "idm": "IDM"}
-#: The twelve tonics as the key head names them.
-TONICS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-#: Camelot wheel number of each major key's tonic (minor keys: that of their relative major).
-_CAMELOT_MAJOR = {"B": 1, "F#": 2, "C#": 3, "Ab": 4, "Eb": 5, "Bb": 6, "F": 7, "C": 8, "G": 9,
-                  "D": 10, "A": 11, "E": 12}  # fmt: skip
-_ENHARMONIC = {"Db": "C#", "D#": "Eb", "Gb": "F#", "G#": "Ab", "A#": "Bb"}
+KEY_NOTATIONS = NOTATIONS
 
 
 @dataclass(frozen=True)
@@ -88,56 +83,33 @@ class BeetsOptions:
 
 # -- labels and keys ---------------------------------------------------------------------------
 def genre_label(name: str) -> str:
-    """A genre as beets' genre field spells it: ``rock`` -> ``Rock``, ``hiphop`` -> ``Hip-Hop``."""
-    return GENRE_SPELLING.get(name.lower(), name.replace("_", " ").title())
-
-
-def camelot(tonic: str, mode: str) -> str:
-    """The Camelot wheel code of a key: ``camelot("A", "minor") == "8A"``, ``("C", "major")``
-    -> ``8B`` (a minor key shares its number with its relative major, three semitones up)."""
-    tonic = _ENHARMONIC.get(tonic, tonic)
-    if tonic not in TONICS or mode not in ("major", "minor"):
-        raise ValueError(f"not a key: {tonic} {mode}")
-    if mode == "major":
-        return f"{_CAMELOT_MAJOR[tonic]}B"
-    relative = TONICS[(TONICS.index(tonic) + 3) % 12]
-    return f"{_CAMELOT_MAJOR[relative]}A"
+    """A genre as beets' genre field spells it: ``rock`` -> ``Rock``, ``hiphop`` -> ``Hip-Hop``
+    (as ``write-tags`` spells it in the files)."""
+    return _label(name)
 
 
 def key_values(prediction: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The key of a prediction that has one: ``{"standard": "Am", "camelot": "8A", "name": "A
-    minor", "confidence": 0.71}`` (confidence None when the record has none); None without a key
-    head (the shipped model ``audiotagger-student@1.0.0`` has none)."""
-    tonic, mode = prediction.get("key"), prediction.get("mode")
-    if not tonic or mode not in ("major", "minor"):
+    """The key of a prediction that has one (the key head's ``key``, ``mode``,
+    ``key_confidence``, ``camelot``, read by :func:`~lightning_module.library.musical_key.key_of`):
+    ``{"standard": "Am", "camelot": "8A", "name": "A minor", "confidence": 0.71}`` (confidence
+    None when the record has none); None without a key head (the shipped model
+    ``audiotagger-student@1.0.0`` has none).
+
+    Raises:
+        ValueError: a malformed key (one line naming the field).
+    """
+    key = key_of(prediction)
+    if key is None:
         return None
-    tonic = _ENHARMONIC.get(str(tonic), str(tonic))
-    if tonic not in TONICS:
-        return None
-    confidence = prediction.get("key_confidence")
     return {
-        "standard": tonic + ("m" if mode == "minor" else ""),
-        "camelot": str(prediction.get("camelot") or camelot(tonic, mode)),
-        "name": f"{tonic} {mode}",
-        "confidence": None if confidence is None else float(confidence),
+        "standard": key.standard,
+        "camelot": key.camelot,
+        "name": f"{key.tonic} {key.mode}",
+        "confidence": key.confidence,
     }
 
 
 # -- what a prediction says ----------------------------------------------------------------------
-def _ranked(value: Any) -> list[tuple[str, float]]:
-    """(label, probability) pairs of a ``to_dict`` list (``[{"label", "probability"}]``), a
-    ``ClipPrediction`` list of pairs, or a ``{label: probability}`` mapping; as given."""
-    if isinstance(value, Mapping):
-        return [(str(k), float(v)) for k, v in value.items()]
-    pairs = []
-    for entry in value or []:
-        if isinstance(entry, Mapping):
-            pairs.append((str(entry["label"]), float(entry["probability"])))
-        else:
-            pairs.append((str(entry[0]), float(entry[1])))
-    return pairs
-
-
 def feature_value(name: str, value: float) -> float:
     """A feature as stored: 0-1 features to 3 decimals, BPM and dB to 1 (as files get them)."""
     return round(value, 1 if FEATURE_UNITS.get(name) else 3)
@@ -169,7 +141,7 @@ def desired_values(
                 standard[task] = genre_label(label)
     tags = [
         name
-        for name, p in sorted(_ranked(prediction.get("genre_tags")), key=lambda pair: -pair[1])
+        for name, p in _ranked(prediction.get("genre_tags"))
         if p >= options.genre_tags_threshold
     ]
     if tags:

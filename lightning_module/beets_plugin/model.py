@@ -11,8 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-#: Added to the model id of a model trained only on the synthetic demo set.
-SYNTHETIC_NOTE = "synthetic demo"
+from lightning_module.library.tag_sources import SYNTHETIC_NOTE, model_id_of
 
 
 class ModelLoadError(ValueError):
@@ -32,20 +31,15 @@ class ModelRef:
     def __init__(
         self, path: str | os.PathLike | None = None, batch_size: int = 16, device: str = "cpu"
     ) -> None:
-        from lightning_module.inference.shipped import default_model, shipped_details
+        from lightning_module.inference.shipped import default_model
 
         self.path = Path(path).expanduser() if path else default_model()
         if not self.path.is_file():
             raise FileNotFoundError(f"audiotagger.model: {self.path}: no such model file")
         self.batch_size = batch_size
         self.device = device
-        shipped = shipped_details(self.path)
-        if shipped is not None:
-            self.base_id = str(shipped["model_id"])  # audiotagger-student@1.0.0
-        else:
-            from lightning_module.library.write_tags import model_identity
-
-            self.base_id = model_identity(self.path)  # best.onnx sha256:0123456789ab
+        # as write-tags names models: audiotagger-student@1.0.0, or best.onnx sha256:0123456789ab
+        self.base_id = model_id_of(self.path)
         self._tagger: Any = None
 
     @property
@@ -73,7 +67,7 @@ class ModelRef:
         """What ``audiotagger_model`` records: the id, plus ``(synthetic demo)`` for a model
         trained only on the synthetic demo set (loads the model)."""
         if self.tagger.spec.synthetic_only:
-            return f"{self.base_id} ({SYNTHETIC_NOTE})"
+            return f"{self.base_id} {SYNTHETIC_NOTE}"  # ... (synthetic demo)
         return self.base_id
 
     def made(self, recorded: Any) -> bool:

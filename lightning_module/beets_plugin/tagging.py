@@ -162,7 +162,13 @@ def tag_items(
             if warn is not None:
                 warn(f"skipped: {path}: {reason}")
             continue
-        changed, kept = apply_prediction(item, result.to_dict(), options, label, force)
+        try:
+            changed, kept = apply_prediction(item, result.to_dict(), options, label, force)
+        except ValueError as err:  # a malformed key record: this item only, said in one line
+            report.skipped.append((path, str(err)))
+            if warn is not None:
+                warn(f"skipped: {path}: {err}")
+            continue
         report.kept.update(kept)
         if not changed:
             report.unchanged += 1

@@ -6,7 +6,6 @@ import pytest
 
 from lightning_module.beets_plugin.fields import (
     BeetsOptions,
-    camelot,
     desired_values,
     key_values,
     plan_standard,
@@ -18,15 +17,6 @@ PREDICTION = {
     "features": {"energy": 0.81234, "tempo": 127.6, "loudness": -7.234},
     "genre_tags": {"Pop/Rock": 0.9, "Electronic": 0.2, "Rap": 0.55},
 }
-
-
-@pytest.mark.parametrize(
-    ("tonic", "mode", "code"),
-    [("A", "minor", "8A"), ("C", "major", "8B"), ("F#", "minor", "11A"), ("Eb", "major", "5B"),
-     ("Ab", "minor", "1A"), ("B", "major", "1B"), ("D", "minor", "7A"), ("C#", "major", "3B")],
-)  # fmt: skip
-def test_camelot_wheel(tonic: str, mode: str, code: str) -> None:
-    assert camelot(tonic, mode) == code
 
 
 def test_values_without_a_key_head_give_no_key() -> None:
@@ -65,9 +55,11 @@ def test_key_into_initial_key(notation: str, confidence: float | None, expected:
     assert flex["audiotagger_key"] == "Eb minor" and flex["audiotagger_camelot"] == "2A"
 
 
-def test_the_records_camelot_code_is_used_and_sharps_are_read() -> None:
+def test_sharps_are_read_and_a_wrong_camelot_code_is_refused() -> None:
     key = key_values({"key": "D#", "mode": "major", "camelot": "5B"})
     assert key is not None and key["standard"] == "Eb" and key["camelot"] == "5B"
+    with pytest.raises(ValueError, match="camelot"):
+        key_values({"key": "A", "mode": "minor", "camelot": "3B"})
 
 
 def test_user_values_survive_ours_are_updated() -> None:
