@@ -28,7 +28,7 @@ help:
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[train,sources,eval,dev,onnx,serve,library,catalogue]'
+	$(PY) -m pip install --quiet -e '.[train,sources,eval,dev,onnx,serve,library,catalogue,beets]'
 	@touch $(STAMP)
 
 train: $(STAMP)

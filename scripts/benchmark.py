@@ -8,6 +8,7 @@ python scripts/benchmark.py --tags --similarity   # tag writing per file; exact 
 python scripts/benchmark.py --runtime --checkpoint x.ckpt   # torch-free runtime vs PyTorch path
 python scripts/benchmark.py --paths        # path playlists vs baselines on ../shared/data
 python scripts/benchmark.py --catalogue    # Ray Data (1 and 2 CPUs) vs the --workers folder run
+python scripts/benchmark.py --beets        # `beet audiotag` vs beets' own autobpm, files/s
 """
 
 from __future__ import annotations
@@ -161,6 +162,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--workers 2 folder run on the same files (needs the `catalogue` extra)",
     )
     parser.add_argument("--catalogue-files", type=int, default=200, help="files it tags")
+    parser.add_argument(
+        "--beets",
+        action="store_true",
+        help="only the beets plugin: `beet audiotag` vs beets' autobpm on the same files",
+    )
+    parser.add_argument("--beets-files", type=int, default=24, help="files of the --beets row")
+    parser.add_argument("--beets-seconds", type=float, default=180.0, help="their length")
     return parser.parse_args(argv)  # fmt: skip
 
 
@@ -176,6 +184,17 @@ def main(argv: list[str] | None = None) -> int:
         return run_paths_main(args.work_dir, args.checkpoint[0] if args.checkpoint else None)
     if args.catalogue:
         return catalogue_main(args, argv)
+    if args.beets:
+        from lightning_module.benchmark.beets_speed import (
+            BeetsBenchConfig,
+            format_beets_table,
+            run_beets_benchmark,
+        )
+
+        config = BeetsBenchConfig(args.work_dir, args.beets_files, args.beets_seconds)
+        print(format_beets_table(run_beets_benchmark(config)))
+        print(f"wrote {Path(args.work_dir) / 'beets_benchmark.json'}")
+        return 0
     if args.tags or args.similarity:
         from lightning_module.benchmark.tags_and_similarity import run_library_benchmarks
 

@@ -137,3 +137,16 @@ def test_the_console_entry_lists_its_commands(runtime: Path) -> None:
     for name in ("tag", "write-tags", "similar", "serve", "export", "train"):
         assert name in result.stdout
     assert sys.executable  # the test's own interpreter stays untouched
+
+
+def test_the_wheel_ships_the_beets_plugin_in_the_beetsplug_namespace(runtime: Path) -> None:
+    result = _run(
+        runtime / "python",
+        "-c",
+        "import importlib.util as u; print(u.find_spec('beetsplug.audiotagger').origin)",
+    )
+    assert result.returncode == 0, result.stderr
+    plugin = Path(result.stdout.strip())
+    assert plugin.name == "audiotagger.py" and "site-packages" in plugin.parts
+    # a namespace package: beets' own plugins live in it too
+    assert not (plugin.parent / "__init__.py").exists()

@@ -251,8 +251,10 @@ def update_index(
     progress: bool = True,
     errors: IO[str] | None = None,
     save_every: float = SAVE_EVERY_SECONDS,
+    files: Sequence[str | os.PathLike] | None = None,
 ) -> tuple[LibraryIndex, IndexStats]:
-    """Bring the index at ``index_path`` up to date with the audio files under ``folder``.
+    """Bring the index at ``index_path`` up to date with the audio files under ``folder`` (or
+    exactly ``files``, e.g. a beets library's items, when given).
 
     Files whose path, size and mtime match the old index keep their embedding; new and changed
     ones are embedded with ``tagger`` (one model, the next files decoding in threads); files no
@@ -264,7 +266,7 @@ def update_index(
     from lightning_module.inference.library import audio_files
 
     index_path = Path(index_path)
-    files = [os.path.realpath(p) for p in audio_files(folder)]
+    files = [os.path.realpath(p) for p in (audio_files(folder) if files is None else files)]
     if not files:
         raise AudioError(f"{folder}: no audio files")
     stats = IndexStats()

@@ -1,0 +1,1 @@
+"""What the beets plugin does (``beetsplug/audiotagger.py`` is only its beets glue)."""
