@@ -27,7 +27,7 @@ import numpy as np
 from datamodules.audio import AudioError
 from lightning_module.catalogue.table import row_schema
 from lightning_module.inference.formats.csv_rows import prediction_record
-from lightning_module.inference.library import IDENTITY_COLUMNS, model_identity
+from lightning_module.inference.library import IDENTITY_COLUMNS, model_file_record
 from lightning_module.inference.streaming import Decoded, decode_windows
 
 #: Columns of a decoded file between the two stages.
@@ -127,7 +127,7 @@ class TagActor:
         from lightning_module.inference.runners import OnnxRunner
         from lightning_module.inference.tagger import Tagger
 
-        sha = model_identity(model.path)["sha256"]
+        sha = model_file_record(model.path)["sha256"]
         if sha != model.sha256:
             raise RuntimeError(
                 f"{model.path}: on node {os.uname().nodename} has sha256 {sha[:12]}, not "

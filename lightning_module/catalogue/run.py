@@ -19,7 +19,7 @@ from lightning_module.catalogue.pipeline import (
 )
 from lightning_module.catalogue.table import Output, expected_state
 from lightning_module.console import write_line
-from lightning_module.inference.library import LibraryReport, model_identity
+from lightning_module.inference.library import LibraryReport, model_file_record
 from lightning_module.inference.listing import _unknown_format
 from lightning_module.inference.tagger import Tagger
 
@@ -94,7 +94,7 @@ def tag_catalogue(
             continue
         identities[str(path)] = (st.st_size, st.st_mtime_ns)
 
-    identity = model_identity(run.model)
+    identity = model_file_record(run.model)
     windowing = Windowing(
         tagger.sample_rate, tagger.window, tagger.hop, tagger.max_windows, run.offset, run.duration
     )

@@ -67,7 +67,7 @@ def row_schema(spec: TaggerSpec | Mapping[str, Any]) -> Any:
 
 
 def expected_state(model: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
-    """``state.json`` of a run with this model identity (``library.model_identity``) and the
+    """``state.json`` of a run with this model identity (``library.model_file_record``) and the
     settings that change the rows."""
     return {"kind": STATE_KIND, "version": STATE_VERSION, "model": model, "settings": settings}
 

@@ -3,8 +3,9 @@
 ``fit_branches`` (``scripts/fit_branches.py``, the last step of ``make refit``) takes a checkpoint
 and the manifests with listener tempi and annotated keys, computes the branches' fixed inputs once
 (``training.branch_data``: speed-changed training clips, so a label moves with its audio), fits
-each candidate's learned part on the train split, picks one per branch by its val score, reports
-every candidate on train, val and test, refits the chosen ones on every labelled clip, and writes
+each candidate's learned part, picks one per branch by 3-fold cross-validation over the train and
+val clips (val alone has a few dozen), reports every candidate's cross-validation score and its
+train-split fit on train, val and test, refits the chosen ones on every labelled clip, and writes
 a checkpoint that is the input with a key head added (format 5) and the refitted tempo MLP. The
 backbone and every other head are untouched: genre, mood and the features predict as before.
 
@@ -43,9 +44,17 @@ from lightning_module.training.branch_data import (
     save_inputs,
 )
 
-#: Key candidates: name → hidden channels of the learned scorer (``None``: the DSP estimator,
-#: Krumhansl-Kessler profiles, nothing learned).
-KEY_CANDIDATES: dict[str, int | None] = {"dsp": None, "profiles": 0, "hidden16": 16}
+#: Key candidates: name → (hidden channels of the learned scorer, epochs); ``None``: the DSP
+#: estimator, Krumhansl-Kessler profiles, nothing learned.
+KEY_CANDIDATES: dict[str, tuple[int | None, int]] = {
+    "dsp": (None, 0),
+    "profiles": (0, 200),
+    "hidden16": (16, 200),
+    "hidden16, 100 epochs": (16, 100),
+}
+#: Folds of the cross-validation that chooses each branch (over train + val clips: val alone
+#: holds a few dozen clips with a key or a tempo, too few to tell candidates apart).
+FOLDS = 3
 #: The model's own tempo branch, reported for reference only (see :func:`fit_tempo`).
 TEMPO_REFERENCE = "as trained (reference)"
 
@@ -112,13 +121,61 @@ def train_key(
     return module.eval()
 
 
+def cross_validate(
+    inputs: BranchInputs,
+    labelled: np.ndarray,
+    fit: Callable[[np.ndarray], torch.nn.Module],
+    score: Callable[[torch.nn.Module, np.ndarray], dict[str, float]],
+    folds: int = FOLDS,
+) -> dict[str, float]:
+    """Pooled held-out scores of ``fit`` over ``folds`` folds of the train + val clips that
+    have a label (``labelled``: (W,) bool per window): each fold's clips are held out whole
+    (every speed change of them), the rest fitted, the held-out clips scored as they are."""
+    splits = np.array([c.split for c in inputs.clips])
+    clips = np.unique(inputs.clip[labelled & np.isin(splits[inputs.clip], ["train", "val"])])
+    np.random.default_rng(0).shuffle(clips)
+    pooled: dict[str, float] = {}
+    total = 0
+    for held in np.array_split(clips, folds):
+        out = np.isin(inputs.clip, held)
+        train = np.flatnonzero(~out & np.isin(inputs.clip, clips))
+        scores = score(fit(train), np.flatnonzero(out & (inputs.shift == 0)))
+        n = scores.get("n", 0)
+        total += n
+        for k, v in scores.items():
+            if k != "n":
+                pooled[k] = pooled.get(k, 0.0) + v * n
+    return {**{k: v / total for k, v in pooled.items()}, "n": total} if total else {"n": 0}
+
+
+def _scored(
+    name: str,
+    inputs: BranchInputs,
+    labelled: np.ndarray,
+    fit: Callable[[np.ndarray], torch.nn.Module],
+    score: Callable[[torch.nn.Module, np.ndarray], dict[str, float]],
+) -> Fitted:
+    """A candidate's cross-validation scores, and its train-split fit scored on each split."""
+    module = fit(inputs.rows("train"))
+    scores = {s: score(module, inputs.rows(s)) for s in ("train", "val", "test")}
+    scores["cv"] = cross_validate(inputs, labelled, fit, score)
+    return Fitted(name, module, scores)
+
+
 def fit_key(inputs: BranchInputs, spec: TaggerSpec) -> list[Fitted]:
-    """Every key candidate fitted on the train split, scored on train, val and test."""
+    """Every key candidate: cross-validated, and fitted on train and scored on every split."""
+    labelled = inputs.key >= 0
+
+    def score(module: torch.nn.Module, rows: np.ndarray) -> dict[str, float]:
+        return key_scores(module, inputs, rows)
+
     fitted = []
-    for name, hidden in KEY_CANDIDATES.items():
-        module = train_key(inputs, inputs.rows("train"), spec, hidden)
-        scores = {s: key_scores(module, inputs, inputs.rows(s)) for s in ("train", "val", "test")}
-        fitted.append(Fitted(name, module, scores))
+    for name, (hidden, epochs) in KEY_CANDIDATES.items():
+
+        def fit(rows: np.ndarray, hidden: int | None = hidden, epochs: int = epochs) -> KeyBranch:
+            return train_key(inputs, rows, spec, hidden, epochs)
+
+        fitted.append(_scored(name, inputs, labelled, fit, score))
     return fitted
 
 
@@ -162,33 +219,42 @@ def train_tempo(
     return module.eval()
 
 
+#: Tempo candidates: name → whether the training windows include the speed changes.
+TEMPO_CANDIDATES: dict[str, bool] = {"speed changes": True, "no speed change": False}
+
+
 def fit_tempo(inputs: BranchInputs, spec: TaggerSpec, trained: TempoBranch) -> list[Fitted]:
-    """Tempo candidates, scored on train, val and test: the MLP fitted afresh on the train split
-    with and without the speed changes, and the model's own branch for reference (not a
-    candidate: ``make refit`` trains it on every split, val and test included)."""
-    train = inputs.rows("train")
-    candidates = {
-        TEMPO_REFERENCE: trained.eval(),
-        "speed changes": train_tempo(inputs, train, spec, trained),
-        "no speed change": train_tempo(inputs, train[inputs.shift[train] == 0], spec, trained),
-    }
-    return [
+    """Tempo candidates, cross-validated and scored on every split: the MLP fitted afresh with and
+    without the speed changes; and the model's own branch for reference only (not a candidate:
+    ``make refit`` trains it on every split, val and test included)."""
+    labelled = np.isfinite(inputs.tempo)
+
+    def score(module: torch.nn.Module, rows: np.ndarray) -> dict[str, float]:
+        return tempo_scores(module, inputs, rows, spec)
+
+    reference = trained.eval()
+    fitted = [
         Fitted(
-            name,
-            module,
-            {
-                s: tempo_scores(module, inputs, inputs.rows(s), spec)
-                for s in ("train", "val", "test")
-            },
+            TEMPO_REFERENCE,
+            reference,
+            {s: score(reference, inputs.rows(s)) for s in ("train", "val", "test")},
         )
-        for name, module in candidates.items()
     ]
+    for name, speed in TEMPO_CANDIDATES.items():
+
+        def fit(rows: np.ndarray, speed: bool = speed) -> TempoBranch:
+            return train_tempo(
+                inputs, rows if speed else rows[inputs.shift[rows] == 0], spec, trained
+            )
+
+        fitted.append(_scored(name, inputs, labelled, fit, score))
+    return fitted
 
 
 def _best(fitted: list[Fitted], keys: tuple[str, ...]) -> Fitted:
-    """The candidate with the best val scores (``keys`` in order break ties; the first listed
-    candidate wins a full tie: the simplest)."""
-    return max(fitted, key=lambda f: tuple(f.scores["val"].get(k, -1.0) for k in keys))
+    """The candidate with the best cross-validation scores (``keys`` in order break ties; the
+    first listed candidate wins a full tie: the simplest)."""
+    return max(fitted, key=lambda f: tuple(f.scores["cv"].get(k, -1.0) for k in keys))
 
 
 def fit_branches(
@@ -229,8 +295,8 @@ def fit_branches(
     # Chosen on val, the winners are refitted on every labelled clip for the shipped model (as
     # ``make refit`` does for the student); the reported scores are the train-only fits'.
     every = np.arange(len(inputs.clip))
-    key_final = train_key(inputs, every, spec, KEY_CANDIDATES[key_best.name])
-    speed = every if tempo_best.name == "speed changes" else every[inputs.shift == 0]
+    key_final = train_key(inputs, every, spec, *KEY_CANDIDATES[key_best.name])
+    speed = every if TEMPO_CANDIDATES[tempo_best.name] else every[inputs.shift == 0]
     tempo_final = train_tempo(inputs, speed, spec, net.tempo)
 
     source = load_checkpoint(checkpoint)
@@ -245,14 +311,14 @@ def fit_branches(
         {"human": n_tempo} if name == "tempo" else dict(sources)
         for name, sources in zip(old.feature_names, old.feature_sources, strict=False)
     ]
-    learned = KEY_CANDIDATES[key_best.name] is not None
+    learned = KEY_CANDIDATES[key_best.name][0] is not None
     hparams = {
         **source["hyper_parameters"],
         "feature_sources": feature_sources or source["hyper_parameters"].get("feature_sources"),
         "key_sources": {"human": n_key} if learned else {"dsp:krumhansl": 0},
         "key_names": list(KEY_NAMES),
         "key_n_fft": spec.key_n_fft,
-        "key_hidden": KEY_CANDIDATES[key_best.name] or 0,
+        "key_hidden": KEY_CANDIDATES[key_best.name][0] or 0,
         "format_version": FORMAT_VERSION,
     }
     # The new spec must rebuild a network these weights fit exactly.
@@ -280,6 +346,7 @@ def fit_branches(
             "chosen": key_best.name,
             "candidates": {f.name: f.scores for f in key_fits},
         },
+        "chosen_by": f"{FOLDS}-fold cross-validation over the train + val clips",
         "final_fit": "the chosen candidates refitted on every labelled clip (all splits)",
         "tempo": {
             "chosen": tempo_best.name,

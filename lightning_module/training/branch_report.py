@@ -18,26 +18,31 @@ def format_report(report: Mapping[str, Any]) -> str:
         "clips with labels (tempo / key): "
         + ", ".join(f"{s} {c['tempo']} / {c['key']}" for s, c in counts.items()),
         "",
-        "| key candidate | val accuracy | val MIREX | test accuracy | test MIREX |",
-        "|---|---|---|---|---|",
+        f"chosen by {report.get('chosen_by', 'val')}; then refitted on every labelled clip",
+        "",
+        "| key candidate | CV accuracy | CV MIREX | val accuracy | val MIREX | test accuracy "
+        "| test MIREX |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, scores in report["key"]["candidates"].items():
-        chosen = " (chosen on val)" if name == report["key"]["chosen"] else ""
-        val, test = scores["val"], scores["test"]
+        chosen = " (chosen)" if name == report["key"]["chosen"] else ""
+        val, test, cv = scores["val"], scores["test"], scores.get("cv", {})
         lines.append(
-            f"| {name}{chosen} | {_cell(val, 'accuracy')} | {_cell(val, 'weighted')} "
+            f"| {name}{chosen} | {_cell(cv, 'accuracy')} | {_cell(cv, 'weighted')} "
+            f"| {_cell(val, 'accuracy')} | {_cell(val, 'weighted')} "
             f"| {_cell(test, 'accuracy')} | {_cell(test, 'weighted')} |"
         )
     lines += [
         "",
-        "| tempo candidate | val Acc1 | val Acc2 | test Acc1 | test Acc2 |",
-        "|---|---|---|---|---|",
+        "| tempo candidate | CV Acc1 | CV Acc2 | val Acc1 | val Acc2 | test Acc1 | test Acc2 |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, scores in report["tempo"]["candidates"].items():
-        chosen = " (chosen on val)" if name == report["tempo"]["chosen"] else ""
-        val, test = scores["val"], scores["test"]
+        chosen = " (chosen)" if name == report["tempo"]["chosen"] else ""
+        val, test, cv = scores["val"], scores["test"], scores.get("cv", {})
         lines.append(
-            f"| {name}{chosen} | {_cell(val, 'acc1')} | {_cell(val, 'acc2')} "
+            f"| {name}{chosen} | {_cell(cv, 'acc1')} | {_cell(cv, 'acc2')} "
+            f"| {_cell(val, 'acc1')} | {_cell(val, 'acc2')} "
             f"| {_cell(test, 'acc1')} | {_cell(test, 'acc2')} |"
         )
     lines.append(f"\nwrote {report['out']}")

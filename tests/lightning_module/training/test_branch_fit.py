@@ -69,10 +69,16 @@ def test_fit_branches_adds_a_key_head_chosen_on_val(
     args = [str(shipped_checkpoint()), "--manifest", str(labelled_manifest), "--out", str(out)]
     assert main([*args, "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "key candidate" in printed and "(chosen on val)" in printed
+    assert "key candidate" in printed and "(chosen)" in printed
     report = json.loads(out.with_suffix(".branches.json").read_text())
     assert report["clips"]["train"] == {"tempo": 4, "key": 4}
-    assert set(report["key"]["candidates"]) == {"dsp", "profiles", "hidden16"}
+    assert set(report["key"]["candidates"]) == {
+        "dsp",
+        "profiles",
+        "hidden16",
+        "hidden16, 100 epochs",
+    }
+    assert report["key"]["candidates"]["dsp"]["cv"]["n"] == 5  # train + val clips, held out
     assert report["key"]["candidates"]["dsp"]["test"]["n"] == 1
     net, spec = load_network(out)
     assert len(spec.key_names) == 24 and spec.format_version == 5
