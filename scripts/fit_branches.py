@@ -26,12 +26,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--work-dir", help="keeps the branch inputs for a rerun (default: beside --out)"
     )
+    parser.add_argument(
+        "--fit-on",
+        choices=("all", "train"),
+        default="all",
+        help="clips the chosen branches are finally fitted on: all (to ship) or train (to score "
+        "with evaluate.py on val/test)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     work_dir = args.work_dir or f"{args.out}.work"
     try:
         report = fit_branches(
-            args.checkpoint, args.manifest, args.out, work_dir, progress=not args.quiet
+            args.checkpoint,
+            args.manifest,
+            args.out,
+            work_dir,
+            progress=not args.quiet,
+            fit_on=args.fit_on,
         )
     except (CheckpointError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -144,6 +144,7 @@ def test_the_wheel_ships_the_beets_plugin_in_the_beetsplug_namespace(runtime: Pa
         runtime / "python",
         "-c",
         "import importlib.util as u; print(u.find_spec('beetsplug.audiotagger').origin)",
+        cwd=runtime,  # not the checkout, whose beetsplug/ would shadow the installed one
     )
     assert result.returncode == 0, result.stderr
     plugin = Path(result.stdout.strip())

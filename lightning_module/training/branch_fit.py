@@ -263,6 +263,7 @@ def fit_branches(
     out: str | os.PathLike,
     work_dir: str | os.PathLike,
     progress: bool = True,
+    fit_on: str = "all",
 ) -> dict[str, Any]:
     """Refit the branches of ``checkpoint`` (see the module docstring); write the new checkpoint
     to ``out`` and return the report (also written beside it as ``<out>.branches.json``).
@@ -294,7 +295,10 @@ def fit_branches(
     tempo_best = _best([f for f in tempo_fits if f.name != TEMPO_REFERENCE], ("acc1", "acc2"))
     # Chosen on val, the winners are refitted on every labelled clip for the shipped model (as
     # ``make refit`` does for the student); the reported scores are the train-only fits'.
-    every = np.arange(len(inputs.clip))
+    if fit_on not in ("all", "train"):
+        raise ValueError(f"fit_on must be 'all' or 'train', not {fit_on!r}")
+    # ``train``: a checkpoint whose branches never saw val or test, for ``evaluate.py``.
+    every = np.arange(len(inputs.clip)) if fit_on == "all" else inputs.rows("train")
     key_final = train_key(inputs, every, spec, *KEY_CANDIDATES[key_best.name])
     speed = every if TEMPO_CANDIDATES[tempo_best.name] else every[inputs.shift == 0]
     tempo_final = train_tempo(inputs, speed, spec, net.tempo)
@@ -305,8 +309,9 @@ def fit_branches(
     state.update({f"net.tempo.{k}": v for k, v in tempo_final.state_dict().items()})
     # What each refitted head now rests on: the clips with a listener tempo / an annotated key.
     old = TaggerSpec.from_hparams(source["hyper_parameters"])
-    n_tempo = sum(1 for c in inputs.clips if c.tempo is not None)
-    n_key = sum(1 for c in inputs.clips if c.key is not None)
+    used = [c for c in inputs.clips if fit_on == "all" or c.split == "train"]
+    n_tempo = sum(1 for c in used if c.tempo is not None)
+    n_key = sum(1 for c in used if c.key is not None)
     feature_sources = [
         {"human": n_tempo} if name == "tempo" else dict(sources)
         for name, sources in zip(old.feature_names, old.feature_sources, strict=False)
@@ -347,7 +352,9 @@ def fit_branches(
             "candidates": {f.name: f.scores for f in key_fits},
         },
         "chosen_by": f"{FOLDS}-fold cross-validation over the train + val clips",
-        "final_fit": "the chosen candidates refitted on every labelled clip (all splits)",
+        "final_fit": "the chosen candidates refitted on every labelled clip (all splits)"
+        if fit_on == "all"
+        else "the chosen candidates fitted on the train split only",
         "tempo": {
             "chosen": tempo_best.name,
             "candidates": {f.name: f.scores for f in tempo_fits},

@@ -18,7 +18,7 @@ def format_report(report: Mapping[str, Any]) -> str:
         "clips with labels (tempo / key): "
         + ", ".join(f"{s} {c['tempo']} / {c['key']}" for s, c in counts.items()),
         "",
-        f"chosen by {report.get('chosen_by', 'val')}; then refitted on every labelled clip",
+        f"chosen by {report.get('chosen_by', 'val')}; written: {report.get('final_fit', '')}",
         "",
         "| key candidate | CV accuracy | CV MIREX | val accuracy | val MIREX | test accuracy "
         "| test MIREX |",

@@ -189,7 +189,8 @@ def test_bpm_is_an_integer_and_the_exact_tempo_is_ours(tmp_path: Path) -> None:
 
 
 def test_provenance_names_the_model(tmp_path: Path) -> None:
-    assert wt.model_id_of(shipped_onnx()) == "audiotagger-student@1.0.0"
+    shipped_id = f"{shipped_info().id}@{shipped_info().version}"  # audiotagger-student@1.1.0
+    assert wt.model_id_of(shipped_onnx()) == shipped_id
     demo = tmp_path / "demo.ckpt"
     demo.write_bytes(b"weights")
     assert wt.model_id_of(demo, synthetic_only=True) == (
@@ -200,7 +201,7 @@ def test_provenance_names_the_model(tmp_path: Path) -> None:
     results.write_text("")
     state = {"model": {"path": "/x/model.onnx", "sha256": shipped_info().files["model.onnx"]}}
     Path(str(results) + ".state.json").write_text(json.dumps(state))
-    assert wt.results_model_id(results) == "audiotagger-student@1.0.0"
+    assert wt.results_model_id(results) == shipped_id
     path = make_file(tmp_path, "ogg")
     run([(str(path), BASE)], opts(model=wt.model_id_of(demo, True)))
     assert own(path, "model") == [wt.model_id_of(demo, True)]

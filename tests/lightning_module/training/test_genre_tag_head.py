@@ -157,7 +157,7 @@ def test_fit_links_the_genre_tags_and_logs_their_metrics(genre_tag_run) -> None:
     assert 0.0 <= float(metrics["val/genre_tag_auc_mean"]) <= 1.0
     assert 0.0 <= float(metrics["val/genre_tag_ap_mean"]) <= 1.0
     saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["hyper_parameters"]
-    assert saved["genre_tag_names"] == NAMES and saved["format_version"] == 4
+    assert saved["genre_tag_names"] == NAMES and saved["format_version"] == 5
 
 
 def test_predict_clip_shows_the_top_genre_tags(genre_tag_run, capsys) -> None:
