@@ -304,7 +304,8 @@ def fit_branches(
     tempo_final = train_tempo(inputs, speed, spec, net.tempo)
 
     source = load_checkpoint(checkpoint)
-    state = dict(source["state_dict"])
+    # The input's own key head (if any) is replaced whole: its architecture may differ.
+    state = {k: v for k, v in source["state_dict"].items() if not k.startswith("net.key.")}
     state.update({f"net.key.{k}": v for k, v in key_final.state_dict().items()})
     state.update({f"net.tempo.{k}": v for k, v in tempo_final.state_dict().items()})
     # What each refitted head now rests on: the clips with a listener tempo / an annotated key.
