@@ -34,6 +34,8 @@ from typing import Any
 
 from datamodules.io import write_json_atomic
 from lightning_module.catalogue.inputs import CatalogueError
+from lightning_module.inference.decoders import DECODERS
+from lightning_module.inference.formats.csv_rows import top_columns
 from lightning_module.inference.formats.results import RowFormat
 from lightning_module.inference.library import IDENTITY_COLUMNS, skip_reason
 from lightning_module.model.spec import TaggerSpec
@@ -43,8 +45,15 @@ TAGS_DIR = "tags"
 SKIPPED_NAME = "skipped"
 STATE_KIND = "audiotagger catalogue"
 STATE_VERSION = 1
-#: Columns of a row that are text or whole numbers; every other column is a float.
-TEXT_COLUMNS = ("path", "genre", "mood", "genre_tags")
+#: Columns of a row that are text or whole numbers; every other column is a float. Text: the
+#: path, each task's top label (``model.tasks``), the genre tags, and decoders' text fields (the
+#: key's ``key``, ``mode``, ``camelot``).
+TEXT_COLUMNS = (
+    "path",
+    *top_columns(),
+    "genre_tags",
+    *(name for d in DECODERS.values() for name, kind in d.fields.items() if kind is str),
+)
 INT_COLUMNS = ("windows", *IDENTITY_COLUMNS)
 SKIPPED_COLUMNS = ("path", "reason", "kind")
 
