@@ -17,9 +17,7 @@ against the DSP key teacher (``evaluation.key_scores``); tempo Acc1/Acc2 are amo
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -41,14 +39,29 @@ from datamodules.manifest import (
     feature_provenance,
     read_manifest,
 )
-from lightning_module.evaluation.key_scores import KeyTeacher, key_lines, key_report, key_truth
+from lightning_module.evaluation.key_scores import KeyTeacher, key_report, key_truth
+from lightning_module.evaluation.report import (  # noqa: F401 (write_report: the public API)
+    json_safe,
+    write_report,
+)
+from lightning_module.evaluation.scores import (  # noqa: F401 (re-exported: the public API)
+    CLASS_TASKS,
+    SIGN_TARGETS,
+    auc,
+    below_baseline,
+    classification_scores,
+    confusion,
+    feature_scores,
+    genre_tag_scores,
+    majority_scores,
+    regression_scores,
+    sign_targets,
+    tempo_scores,
+)
 from lightning_module.inference.tagger import Tagger, load_checkpoint
 
 log = logging.getLogger(__name__)
 
-TASKS = ("genre", "mood")
-#: Feature predicted by the model → manifest column with a ±1 sign to rank it against.
-SIGN_TARGETS = {"energy": ("arousal_sign", "arousal"), "valence": ("valence_sign", "valence")}
 #: Regularisation strengths tried for the baseline, chosen on the val split (never on test).
 BASELINE_CS = (0.01, 0.1, 1.0, 10.0)
 ALL = "all"
@@ -95,140 +108,6 @@ def fit_baseline(
     return model(best_c).fit(x_train, y_train), best_c
 
 
-# -- metrics --------------------------------------------------------------------------------------
-def classification_scores(
-    truth: Sequence[str], probs: np.ndarray, names: Sequence[str]
-) -> dict[str, Any]:
-    """Accuracy and macro-F1 of ``probs`` (n, len(names)) against ``truth`` (names).
-
-    ``accuracy``/``macro_f1`` choose among the labels this subset has (e.g. GTZAN's 3 genres out
-    of a model's 5: the closed-set question "which of these?"); ``accuracy_open`` chooses among
-    every label of the model.
-    """
-    from sklearn.metrics import accuracy_score, f1_score
-
-    names = list(names)
-    present = sorted(set(truth))
-    columns = [names.index(n) for n in present]
-    closed = [present[i] for i in probs[:, columns].argmax(1)]
-    opened = [names[i] for i in probs.argmax(1)]
-    return {
-        "n": len(truth),
-        "labels": present,
-        "accuracy": float(accuracy_score(truth, closed)),
-        "macro_f1": float(f1_score(truth, closed, labels=present, average="macro")),
-        "accuracy_open": float(accuracy_score(truth, opened)),
-        "macro_f1_open": float(f1_score(truth, opened, labels=present, average="macro")),
-    }
-
-
-def majority_scores(truth: Sequence[str], train_labels: Sequence[str]) -> dict[str, Any]:
-    """Always answer the most common train label of this subset's label set; and uniform chance."""
-    from sklearn.metrics import f1_score
-
-    present = sorted(set(truth))
-    counts = Counter(label for label in train_labels if label in present)
-    majority = counts.most_common(1)[0][0] if counts else present[0]
-    guess = [majority] * len(truth)
-    return {
-        "majority_label": majority,
-        "accuracy": float(np.mean([t == majority for t in truth])),
-        "macro_f1": float(f1_score(truth, guess, labels=present, average="macro")),
-        "chance_accuracy": 1.0 / len(present),
-    }
-
-
-def regression_scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """Pearson r, Spearman ρ, R² and mean absolute error (None when undefined: fewer than 3
-    values or constant targets); rows where either side is missing are left out."""
-    from scipy.stats import spearmanr
-    from sklearn.metrics import r2_score
-
-    both = np.isfinite(truth) & np.isfinite(pred)
-    truth, pred = truth[both], pred[both]
-    if len(truth) < 3 or np.std(truth) == 0 or np.std(pred) == 0:
-        return {"n": len(truth), "pearson_r": None, "spearman": None, "r2": None, "mae": None}
-    return {
-        "n": len(truth),
-        "pearson_r": float(np.corrcoef(truth, pred)[0, 1]),
-        "spearman": float(spearmanr(truth, pred).statistic),
-        "r2": float(r2_score(truth, pred)),
-        "mae": float(np.abs(truth - pred).mean()),
-    }
-
-
-def tempo_scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """Tempo Acc1 (within 4 %) and Acc2 (also of x2, x3, 1/2, 1/3), over rows with both."""
-    from datamodules.analysis.tempo import tempo_accuracy
-
-    both = np.isfinite(truth) & np.isfinite(pred) & (truth > 0)
-    if not both.any():
-        return {"n": 0, "acc1": None, "acc2": None}
-    acc1, acc2 = tempo_accuracy(pred[both], truth[both])
-    return {"n": int(both.sum()), "acc1": float(acc1.mean()), "acc2": float(acc2.mean())}
-
-
-def feature_scores(truth: np.ndarray, pred: np.ndarray, name: str) -> dict[str, Any]:
-    """:func:`regression_scores`, plus :func:`tempo_scores` for the tempo."""
-    scores = regression_scores(truth, pred)
-    if name == "tempo":
-        scores.update({k: v for k, v in tempo_scores(truth, pred).items() if k != "n"})
-    return scores
-
-
-def auc(signs: np.ndarray, scores: np.ndarray) -> float | None:
-    """ROC-AUC of ``scores`` against ``signs`` > 0; None with a single class."""
-    from sklearn.metrics import roc_auc_score
-
-    positive = signs > 0
-    if positive.all() or not positive.any():
-        return None
-    return float(roc_auc_score(positive, scores))
-
-
-def genre_tag_scores(truth: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
-    """ROC-AUC and PR-AUC (average precision) of one genre tag's ``probs`` against 0/1 ``truth``
-    (NaN rows left out), with the counts; the scores are None when the rows have no positive or
-    no negative. ``prevalence`` (positives / n) is the PR-AUC of a random ranking."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    has = np.isfinite(truth) & np.isfinite(probs)
-    positive = truth[has] >= 0.5
-    n, positives = int(has.sum()), int(positive.sum())
-    result: dict[str, Any] = {"n": n, "positives": positives, "roc_auc": None, "pr_auc": None}
-    result["prevalence"] = positives / n if n else None
-    if 0 < positives < n:
-        result["roc_auc"] = float(roc_auc_score(positive, probs[has]))
-        result["pr_auc"] = float(average_precision_score(positive, probs[has]))
-    return result
-
-
-def sign_targets(df: pd.DataFrame, feature: str) -> pd.Series:
-    """The ±1 sign a feature is ranked against: a sign column if present, else a two-valued target.
-
-    4Q's arousal/valence signs arrive either as their own column (``arousal_sign``/``arousal``) or
-    already mapped to weak 0/1 ``energy``/``valence`` targets by the importer; both mean the same.
-    Rows whose value a teacher filled in are not signs and are left out.
-    """
-    for column in SIGN_TARGETS[feature]:
-        if column in df:
-            values = pd.to_numeric(df[column], errors="coerce")
-            if values.dropna().isin([-1.0, 1.0]).all():
-                return np.sign(values)
-    if feature in df:
-        values = pd.to_numeric(df[feature], errors="coerce")
-        # Only labels, never a teacher's continuous values filled in beside them.
-        teacher = feature_provenance(df, feature).fillna("").str.startswith("teacher:")
-        values = values.where(~teacher.to_numpy(bool))
-        distinct = values.dropna().unique()
-        if len(distinct) == 2:
-            return pd.Series(
-                np.where(values.isna(), np.nan, np.where(values > distinct.mean(), 1.0, -1.0)),
-                index=df.index,
-            )
-    return pd.Series(np.nan, index=df.index)
-
-
 # -- the evaluation -------------------------------------------------------------------------------
 @dataclass
 class Predictions:
@@ -249,7 +128,7 @@ def tag_rows(
     from tqdm.auto import tqdm
 
     spec = tagger.spec
-    probs: dict[str, list] = {t: [] for t in TASKS if spec.names(t)}
+    probs: dict[str, list] = {t: [] for t in CLASS_TASKS if spec.names(t)}
     if spec.genre_tag_names:  # the multi-label genre-tag head: one probability per tag
         probs["genre_tags"] = []
     features, descriptors, keys, teacher_keys = [], [], [], []
@@ -355,7 +234,7 @@ class Evaluator:
     # -- baselines ---------------------------------------------------------------------------------
     def _fit_baselines(self, rows: pd.DataFrame, x: np.ndarray) -> dict[str, Any]:
         models: dict[str, Any] = {}
-        targets = {t: rows[t] for t in TASKS}
+        targets = {t: rows[t] for t in CLASS_TASKS}
         for feature in SIGN_TARGETS:
             signs = sign_targets(rows, feature)
             targets[f"{feature}_sign"] = signs.map(
@@ -394,7 +273,7 @@ class Evaluator:
                 "train_rows_for_baseline": int((fit_rows["split"] == "train").sum()),
             },
             "baseline": {k: {"C": v["C"], "n_train": v["n_train"]} for k, v in baselines.items()},
-            "hparams": _json_safe(hp),
+            "hparams": json_safe(hp),
             "sources": {},
         }
         train_rows = fit_rows[fit_rows["split"] == "train"]
@@ -404,7 +283,7 @@ class Evaluator:
         for source, mask in groups:
             mask = mask.to_numpy()
             entry: dict[str, Any] = {"n": int(mask.sum())}
-            for task in TASKS:
+            for task in CLASS_TASKS:
                 result = self._task(preds, baselines, train_rows, task, mask, source)
                 if result:
                     entry[task] = result
@@ -542,243 +421,7 @@ class Evaluator:
         return out
 
 
-def confusion(truth: Sequence[str], probs: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
-    """Confusion matrix of the open-set prediction: rows = true labels present, cols = all names."""
-    present = sorted(set(truth))
-    predicted = [names[i] for i in probs.argmax(1)]
-    matrix = [
-        [sum(1 for t, p in zip(truth, predicted, strict=True) if t == a and p == b) for b in names]
-        for a in present
-    ]
-    return {"true": present, "predicted": list(names), "matrix": matrix}
-
-
-def below_baseline(report: dict[str, Any]) -> list[str]:
-    """Headline metrics where the CNN does not beat the handcrafted baseline."""
-    found = []
-    for source, entry in report["sources"].items():
-        for task in TASKS:
-            scores = entry.get(task, {})
-            if "cnn" in scores and "baseline" in scores:
-                for metric in ("accuracy", "macro_f1"):
-                    if scores["cnn"][metric] <= scores["baseline"][metric]:
-                        found.append(
-                            f"{source} {task} {metric}: CNN {scores['cnn'][metric]:.3f} <= "
-                            f"baseline {scores['baseline'][metric]:.3f}"
-                        )
-        for name, scores in entry.get("features", {}).items():
-            a = scores.get("auc_vs_sign", {})
-            if a.get("baseline") is not None and a["cnn"] <= a["baseline"]:
-                found.append(
-                    f"{source} {name} ROC-AUC: CNN {a['cnn']:.3f} <= baseline {a['baseline']:.3f}"
-                )
-    return found
-
-
 def _reason(cache: AudioCache, track_id: str) -> str:
     skipped = cache.skipped
     match = skipped[skipped["track_id"].astype(str) == str(track_id)]
     return str(match["reason"].iloc[0]) if len(match) else "not decoded"
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)
-
-
-# -- writing ---------------------------------------------------------------------------------------
-def write_report(report: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, Path]:
-    """Write report.json, report.md and one confusion PNG per (source, task) into ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    pngs = {}
-    for source, entry in report["sources"].items():
-        for task in TASKS:
-            if "confusion" in entry.get(task, {}):
-                path = out / f"confusion_{_slug(source)}_{task}.png"
-                plot_confusion(entry[task]["confusion"], f"{source}: {task}", path)
-                entry[task]["confusion"]["png"] = path.name
-                pngs[f"{source}/{task}"] = path
-    json_path = out / "report.json"
-    json_path.write_text(json.dumps(_json_safe(report), indent=2))
-    md_path = out / "report.md"
-    md_path.write_text(format_markdown(report))
-    return {"json": json_path, "markdown": md_path, **pngs}
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
-
-
-def plot_confusion(confusion_: dict[str, Any], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    matrix = np.asarray(confusion_["matrix"])
-    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * matrix.shape[1], 1.0 + 0.6 * matrix.shape[0]))
-    ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(matrix.shape[1]), confusion_["predicted"], rotation=45, ha="right")
-    ax.set_yticks(range(matrix.shape[0]), confusion_["true"])
-    for (i, j), v in np.ndenumerate(matrix):
-        ax.text(
-            j,
-            i,
-            str(v),
-            ha="center",
-            va="center",
-            color="black" if v < matrix.max() / 2 else "white",
-        )
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def _f(value: Any) -> str:
-    return "–" if value is None else f"{value:.3f}"
-
-
-def _genre_tag_lines(scores: dict[str, Any] | None) -> list[str]:
-    """The genre-tag means (rows of the metric table) and a per-tag table after it."""
-    if not scores:
-        return []
-    k, n = scores["n_defined"], scores["n"]
-    lines = [
-        f"| genre tags: mean ROC-AUC ({k} tags, n={n}) | {_f(scores['mean_roc_auc'])} | | | "
-        "0.500 |",
-        f"| genre tags: mean PR-AUC | {_f(scores['mean_pr_auc'])} | | | "
-        f"{_f(scores['mean_prevalence'])} |",
-        "",
-        "| genre tag | positives / clips | ROC-AUC | PR-AUC | prevalence |",
-        "|---|---|---|---|---|",
-    ]
-    for name, tag in sorted(scores["tags"].items(), key=lambda kv: -kv[1]["positives"]):
-        lines.append(
-            f"| {name} | {tag['positives']} / {tag['n']} | {_f(tag['roc_auc'])} | "
-            f"{_f(tag['pr_auc'])} | {_f(tag['prevalence'])} |"
-        )
-    return lines
-
-
-def format_markdown(report: dict[str, Any]) -> str:
-    """The human-readable report: one table per source, then counts and settings."""
-    lines = [
-        f"# Evaluation: {Path(report['checkpoint']).name} on {report['manifest']} "
-        f"(split: {report['split']})",
-        "",
-        f"Command: `{report['command']}`" if report["command"] else "",
-        "",
-        "Genre/mood `accuracy` and `macro-F1` choose among the labels each source has (GTZAN: 3 "
-        "genres); `open` chooses among every label the model knows. Baseline: mean+std of 20 "
-        "MFCCs and 64 log-mel bands per clip → logistic regression on the train split (C chosen "
-        "on val). ROC-AUC ranks the predicted feature against the ±1 arousal/valence sign. Genre "
-        "tags (multi-label AllMusic genres): per-tag ROC-AUC and PR-AUC on the clips that have "
-        "genre tags; a random ranking scores 0.5 and the prevalence.",
-        "",
-    ]
-    for source, entry in report["sources"].items():
-        lines += [f"## {source} ({entry['n']} clips)", ""]
-        lines += ["| metric | CNN | handcrafted LR | majority | chance |", "|---|---|---|---|---|"]
-        for task in TASKS:
-            scores = entry.get(task)
-            if not scores or "cnn" not in scores:
-                continue
-            cnn, base, major = scores["cnn"], scores.get("baseline", {}), scores["majority"]
-            n = len(cnn["labels"])
-            lines.append(
-                f"| {task} accuracy ({n} labels, n={cnn['n']}) | {_f(cnn['accuracy'])} | "
-                f"{_f(base.get('accuracy'))} | {_f(major['accuracy'])} | "
-                f"{_f(major['chance_accuracy'])} |"
-            )
-            lines.append(
-                f"| {task} macro-F1 | {_f(cnn['macro_f1'])} | {_f(base.get('macro_f1'))} | "
-                f"{_f(major['macro_f1'])} | |"
-            )
-            lines.append(
-                f"| {task} accuracy, open set | {_f(cnn['accuracy_open'])} | "
-                f"{_f(base.get('accuracy_open'))} | | |"
-            )
-        for name, scores in entry.get("features", {}).items():
-            a = scores.get("auc_vs_sign")
-            if a:
-                lines.append(
-                    f"| {name} ROC-AUC vs sign (n={a['n']}) | {_f(a['cnn'])} | "
-                    f"{_f(a.get('baseline'))} | | 0.500 |"
-                )
-            if a and a.get("teacher") is not None:
-                lines.append(
-                    f"| {name} ROC-AUC vs sign, the teacher itself | {_f(a['teacher'])} | | | |"
-                )
-            for key, what in (
-                ("cnn", "CNN vs " + "/".join(scores.get("ground_truth", ["truth"]))),
-                ("cnn_vs_teacher", "CNN vs " + scores.get("cnn_vs_teacher", {}).get("teacher", "")),
-                (
-                    "teacher_vs_truth",
-                    scores.get("teacher_vs_truth", {}).get("teacher", "") + " vs truth",
-                ),
-            ):
-                reg = scores.get(key)
-                if reg and reg.get("pearson_r") is not None:
-                    tempo = (
-                        f"; Acc1 {_f(reg['acc1'])}, Acc2 {_f(reg['acc2'])}" if "acc1" in reg else ""
-                    )
-                    lines.append(
-                        f"| {name}: {what} (n={reg['n']}): r / ρ / MAE{tempo} | "
-                        f"{_f(reg['pearson_r'])} / {_f(reg['spearman'])} / {_f(reg['mae'])} | | | |"
-                    )
-        lines += _genre_tag_lines(entry.get("genre_tags"))
-        lines += key_lines(entry.get("key"))
-        lines.append("")
-        for task in TASKS:
-            scores = entry.get(task, {})
-            if scores.get("unknown_labels"):
-                unknown = ", ".join(f"{k} ({v})" for k, v in scores["unknown_labels"].items())
-                lines.append(f"Unknown {task} labels (not scored): {unknown}")
-            if "confusion" in scores and "png" in scores["confusion"]:
-                lines.append(f"![{source} {task}]({scores['confusion']['png']})")
-        lines.append("")
-    lines += ["## Where the CNN does not beat the handcrafted baseline", ""]
-    below = report.get("cnn_below_baseline") or []
-    lines += [f"- {b}" for b in below] or ["- nowhere (on this split)"]
-    if below:
-        lines += [
-            "",
-            "Why, in general: the CNN learns from a few hundred clips from scratch on 3 s crops "
-            "within a CPU budget, while clip-level MFCC statistics summarise the whole 30-60 s "
-            "clip and are hard to beat on small sets. docs/results.md discusses each case.",
-        ]
-    counts = report["counts"]
-    lines += [
-        "",
-        "## Counts and settings",
-        "",
-        f"- clips evaluated: {counts['rows_evaluated']} ({counts['per_source']})",
-        f"- train clips for the baseline: {counts['train_rows_for_baseline']}",
-        f"- not decodable: {len(counts.get('not_decodable', {}))}",
-    ]
-    for track_id, reason in counts.get("not_decodable", {}).items():
-        lines.append(f"  - {track_id}: {reason}")
-    hp = report["hparams"]
-    keys = (
-        "genre_names",
-        "mood_names",
-        "crop_seconds",
-        "n_mels",
-        "hop_length",
-        "width",
-        "embed_dim",
-    )
-    lines.append("- checkpoint: " + ", ".join(f"{k}={hp.get(k)}" for k in keys if k in hp))
-    lines.append("")
-    return "\n".join(lines)

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -23,6 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from datamodules.io import file_sha256
 from lightning_module.library.musical_key import KEY_FIELDS, key_of
 
 #: Fields of a results row that :func:`read_results` adds to the prediction when the reader of
@@ -100,11 +100,7 @@ def read_results(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, Any]]
 
 def model_identity(path: str | os.PathLike) -> str:
     """``best.ckpt sha256:0123456789ab``: a model file's name and the start of its hash."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return f"{Path(path).name} sha256:{h.hexdigest()[:12]}"
+    return f"{Path(path).name} sha256:{file_sha256(path)[:12]}"
 
 
 def _shipped_id(sha256: str | None = None, path: str | os.PathLike | None = None) -> str | None:

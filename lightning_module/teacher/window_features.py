@@ -9,7 +9,6 @@ backbone), so a head fitted here gives the same outputs inside :class:`TaggerNet
 
 from __future__ import annotations
 
-import hashlib
 import os
 import zipfile
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from torch import nn
 
 from datamodules.audio import window_starts
 from datamodules.builds import file_key
-from datamodules.io import atomic_open
+from datamodules.io import atomic_open, file_sha256
 from datamodules.schema import spread_evenly
 from lightning_module.model.backbones.musicnn import (
     MusicnnBackbone,
@@ -76,11 +75,7 @@ class FrozenMusicnn(nn.Module):
 
 def weights_digest(path: str | os.PathLike) -> str:
     """SHA-256 of a weights file (part of every cache key: other weights, other features)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def clip_windows(wave: torch.Tensor, max_windows: int) -> tuple[list[int], torch.Tensor]:
