@@ -11,8 +11,21 @@ def _cell(scores: Mapping[str, Any], key: str) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
+def _table(section: Mapping[str, Any], head: str, metrics: dict[str, str]) -> list[str]:
+    """One markdown table: a row per candidate, cross-validation, val and test columns of each
+    metric (``metrics``: report key → column title), the chosen candidate marked."""
+    splits = (("cv", "CV"), ("val", "val"), ("test", "test"))
+    titles = [f"{split} {title}" for _, split in splits for title in metrics.values()]
+    lines = [f"| {head} | " + " | ".join(titles) + " |", "|---" * (len(titles) + 1) + "|"]
+    for name, scores in section["candidates"].items():
+        chosen = " (chosen)" if name == section["chosen"] else ""
+        cells = [_cell(scores.get(s, {}), k) for s, _ in splits for k in metrics]
+        lines.append(f"| {name}{chosen} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def format_report(report: Mapping[str, Any]) -> str:
-    """Every candidate's val scores, the chosen one's test scores, and the clip counts."""
+    """Every candidate's cross-validation, val and test scores, and the clip counts."""
     counts = report["clips"]
     lines = [
         "clips with labels (tempo / key): "
@@ -20,30 +33,9 @@ def format_report(report: Mapping[str, Any]) -> str:
         "",
         f"chosen by {report.get('chosen_by', 'val')}; written: {report.get('final_fit', '')}",
         "",
-        "| key candidate | CV accuracy | CV MIREX | val accuracy | val MIREX | test accuracy "
-        "| test MIREX |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, scores in report["key"]["candidates"].items():
-        chosen = " (chosen)" if name == report["key"]["chosen"] else ""
-        val, test, cv = scores["val"], scores["test"], scores.get("cv", {})
-        lines.append(
-            f"| {name}{chosen} | {_cell(cv, 'accuracy')} | {_cell(cv, 'weighted')} "
-            f"| {_cell(val, 'accuracy')} | {_cell(val, 'weighted')} "
-            f"| {_cell(test, 'accuracy')} | {_cell(test, 'weighted')} |"
-        )
-    lines += [
+        *_table(report["key"], "key candidate", {"accuracy": "accuracy", "weighted": "MIREX"}),
         "",
-        "| tempo candidate | CV Acc1 | CV Acc2 | val Acc1 | val Acc2 | test Acc1 | test Acc2 |",
-        "|---|---|---|---|---|---|---|",
+        *_table(report["tempo"], "tempo candidate", {"acc1": "Acc1", "acc2": "Acc2"}),
+        f"\nwrote {report['out']}",
     ]
-    for name, scores in report["tempo"]["candidates"].items():
-        chosen = " (chosen)" if name == report["tempo"]["chosen"] else ""
-        val, test, cv = scores["val"], scores["test"], scores.get("cv", {})
-        lines.append(
-            f"| {name}{chosen} | {_cell(cv, 'acc1')} | {_cell(cv, 'acc2')} "
-            f"| {_cell(val, 'acc1')} | {_cell(val, 'acc2')} "
-            f"| {_cell(test, 'acc1')} | {_cell(test, 'acc2')} |"
-        )
-    lines.append(f"\nwrote {report['out']}")
     return "\n".join(lines)
