@@ -35,10 +35,11 @@ train: $(STAMP)
 	$(PY) scripts/train.py $(ARGS)
 
 # Real music: import each labelled set (configs/sources/*.yaml), mix them with group-aware splits
-# (configs/mix/real.yaml), train configs/real.yaml. REAL_DATA holds gtzan3/, emotify/, mood4q/.
+# (configs/mix/real.yaml), train configs/real.yaml. REAL_DATA holds gtzan3/, gtzan7/, emotify/,
+# mood4q/.
 REAL_DATA    ?= ../shared/data
 REAL_DIR     ?= data/real
-REAL_SOURCES ?= gtzan3 emotify mood4q
+REAL_SOURCES ?= gtzan3 gtzan7 emotify mood4q
 
 # Then the feature teachers fill every empty feature cell (configs/sources/features.yaml: tempo by
 # librosa, BS.1770 loudness, and the seven perceptual features by the optional GPL-3.0 vibenet,
@@ -94,8 +95,6 @@ refit: real-manifest $(MUSICNN_WEIGHTS)
 	  --set refit=true --set features_cache=$(TEACHER_DIR)/features --out $(REAL_DIR)/teacher_refit --quiet
 	$(PY) scripts/train.py --config configs/real.yaml --config configs/student.yaml \
 	  --config configs/refit.yaml --test_after_fit false $(ARGS)
-	$(PY) scripts/build_dataset.py configs/sources/gtzan7.yaml --set root=$(REAL_DATA)/gtzan7 \
-	  --out $(REAL_DIR)/gtzan7 --quiet
 	$(PY) scripts/fit_branches.py checkpoints/refit/tagger.ckpt --manifest $(REAL_MANIFEST) \
 	  --manifest $(REAL_DIR)/gtzan3/manifest.csv --manifest $(REAL_DIR)/gtzan7/manifest.csv \
 	  --out checkpoints/refit/tagger-branches.ckpt --work-dir $(REAL_DIR)/branches --quiet

@@ -59,6 +59,9 @@ class LabelsConfig(SourceConfig):
             table (names stripped, kept verbatim): 1.0 / 0.0 on a row whose cell names at least
             one genre, empty (masked) on every one of them for an empty or unreadable cell. Rare
             names are kept; the data module decides which become head outputs.
+        genre_from_tags: genre-tag name -> genre, for rows without a genre whose genre-tag cell
+            names exactly one genre (4Q's ``Rap`` alone -> ``hiphop``): an unambiguous hard label
+            from the same annotators; a row naming two genres keeps its genre empty.
     """
 
     root: str = ""
@@ -71,6 +74,7 @@ class LabelsConfig(SourceConfig):
     extensions: list[str] = field(default_factory=lambda: list(AUDIO_EXTENSIONS))
     join: list[str] = field(default_factory=list)
     genre_tags: dict[str, str] = field(default_factory=dict)
+    genre_from_tags: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -87,6 +91,12 @@ class LabelsConfig(SourceConfig):
                 )
             if not str(self.genre_tags.get("separator", ";")):
                 raise SourceError("genre_tags: separator must not be empty")
+        if self.genre_from_tags and not self.genre_tags:
+            raise SourceError("genre_from_tags needs genre_tags (the column it reads)")
+        if not isinstance(self.genre_from_tags, dict) or not all(
+            str(v).strip() for v in self.genre_from_tags.values()
+        ):
+            raise SourceError("genre_from_tags: expected {tag name: genre}, no empty genre")
         check_mapping_names(self.columns, MAPPABLE, self.features)
         bad = sorted(v for v in self.split_map.values() if v not in SPLITS)
         if bad:
@@ -128,6 +138,8 @@ def list_items(config: LabelsConfig) -> SourceListing:
         row = record_row(record, columns, features, config.extra_columns, config.split_map)
         if genre_tags:
             row.update(genre_tags[line - 2])
+            if not row.get("genre"):
+                row["genre"] = _genre_from_tags(genre_tags[line - 2], config.genre_from_tags)
         if rel:
             audio = Path(rel).expanduser()
             audio = audio if audio.is_absolute() else root / audio
@@ -172,6 +184,13 @@ def _genre_tag_rows(
         {f"{GENRE_TAG_PREFIX}{name}": (float(name in found) if found else None) for name in names}
         for found in cells
     ]
+
+
+def _genre_from_tags(tags: dict[str, float | None], mapping: dict[str, str]) -> str | None:
+    """The genre ``mapping`` gives the one genre tag a row names, or None (none, several, or
+    one the mapping does not know)."""
+    named = [name.removeprefix(GENRE_TAG_PREFIX) for name, value in tags.items() if value]
+    return str(mapping[named[0]]).strip() if len(named) == 1 and named[0] in mapping else None
 
 
 def _join(table: pd.DataFrame, path: Path, key: str) -> pd.DataFrame:

@@ -187,3 +187,61 @@ def test_genre_tags_option_is_checked(tmp_path):
         build_source("labels", {**config, "genre_tags": {"col": "genres"}}, tmp_path / "out")
     with pytest.raises(SourceError, match="genre_tags: expected"):
         build_source("labels", {**config, "genre_tags": "genres"}, tmp_path / "out")
+
+
+def test_genre_from_tags_labels_rows_naming_one_known_genre(tmp_path):
+    root = tmp_path / "set"
+    root.mkdir()
+    cells = ["Rap", "Rap; Pop/Rock", "Pop/Rock", "", "Country"]
+    for i in range(len(cells)):
+        write_tone(root / f"x{i}.wav", seconds=1.2, sr=8000)
+    table = pd.DataFrame(
+        {"song": [f"x{i}" for i in range(len(cells))], "mood": "happy", "genres": cells}
+    )
+    table.loc[4, "genre_col"] = "folk"  # a genre the table gives wins over the tags
+    table.to_csv(root / "labels.csv", index=False)
+    config = {
+        "root": str(root),
+        "columns": {"track_id": "song", "mood": "mood", "genre": "genre_col"},
+        "genre_tags": {"column": "genres"},
+        "genre_from_tags": {"Rap": "hiphop", "Country": "country"},
+        "progress": False,
+    }
+    build_source("labels", config, tmp_path / "out")
+    genre = read_manifest(tmp_path / "out" / "manifest.csv").set_index("track_id")["genre"]
+    assert genre["x0"] == "hiphop"
+    assert genre[["x1", "x2", "x3"]].isna().all()  # two genres, an unmapped one, none
+    assert genre["x4"] == "folk"
+    with pytest.raises(SourceError, match="genre_from_tags needs genre_tags"):
+        build_source("labels", {**config, "genre_tags": {}}, tmp_path / "out2")
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "gtzan7").is_dir(), reason="shared data absent")
+def test_shipped_gtzan7_config_on_the_real_folder(tmp_path):
+    import yaml
+
+    from datamodules.analysis.key import parse_key
+    from tests.conftest import REPO_ROOT
+
+    config = yaml.safe_load((REPO_ROOT / "configs/sources/gtzan7.yaml").read_text())
+    assert config.pop("source") == "labels"
+    table = pd.read_csv(SHARED_DATA / "gtzan7/labels.csv")
+    assert len(table) == 69
+    # Every annotated key and two clips of each genre: decoding all 69 would cost ~20 s.
+    sample = table[table["key"].notna() | table.index.isin(table.groupby("genre").head(2).index)]
+    sample = sample.groupby("genre").head(4)
+    sample.to_csv(tmp_path / "labels.csv", index=False)
+    config.update(
+        root=str(SHARED_DATA / "gtzan7"), labels=str(tmp_path / "labels.csv"), progress=False
+    )
+    summary = build_source("labels", config, tmp_path / "out")
+    df = read_manifest(tmp_path / "out" / "manifest.csv")
+    assert summary.with_audio == len(df) == len(sample)
+    genres = ["blues", "country", "disco", "hiphop", "metal", "pop", "reggae"]
+    assert sorted(df["genre"].unique()) == genres
+    assert df.groupby("artist")["split"].nunique().max() == 1  # an artist in one split only
+    assert df["tempo"].between(40, 250).all()  # listeners' beats for every clip
+    keyed = df.dropna(subset=["key"])
+    assert len(keyed) > 10
+    keys = {parse_key(f"{k} {m}") for k, m in zip(keyed["key"], keyed["mode"], strict=True)}
+    assert len(keys) > 5
