@@ -35,9 +35,9 @@ from typing import Any
 from datamodules.io import write_json_atomic
 from lightning_module.catalogue.inputs import CatalogueError
 from lightning_module.inference.decoders import DECODERS
+from lightning_module.inference.folder_table import IDENTITY_COLUMNS, skip_reason
 from lightning_module.inference.formats.csv_rows import top_columns
 from lightning_module.inference.formats.results import RowFormat
-from lightning_module.inference.library import IDENTITY_COLUMNS, skip_reason
 from lightning_module.model.spec import TaggerSpec
 
 STATE_NAME = "state.json"
@@ -76,7 +76,7 @@ def row_schema(spec: TaggerSpec | Mapping[str, Any]) -> Any:
 
 
 def expected_state(model: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
-    """``state.json`` of a run with this model identity (``library.model_file_record``) and the
+    """``state.json`` of a run with this model identity (``folder_table.model_file_record``) and the
     settings that change the rows."""
     return {"kind": STATE_KIND, "version": STATE_VERSION, "model": model, "settings": settings}
 

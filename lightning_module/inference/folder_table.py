@@ -1,4 +1,5 @@
-"""Tag a whole music library into one table: every file accounted for, resumable after a kill.
+"""The folder table: tag every file below a folder into one table (CSV or JSON lines), every file
+accounted for, resumable after a kill. (Tag writing and search are ``lightning_module.library``.)
 
 * **Listing** (:func:`list_library`): every file below the folder is classified by its name
   (:func:`datamodules.audio.classify_path`). Audio files are tagged; sidecars (covers, cue sheets,
