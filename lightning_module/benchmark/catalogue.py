@@ -1,6 +1,6 @@
 """The catalogue rows (issue 29): Ray Data on this machine against the folder run, same files.
 
-* **folder run**: :func:`~lightning_module.inference.library.tag_library` with ``workers``
+* **folder run**: :func:`~lightning_module.inference.folder_table.tag_library` with ``workers``
   decode processes (what ``audiotagger tag FOLDER --out tags.csv --workers N`` runs), the
   shipped ONNX model, timed from loading the model to the last row written.
 * **Ray, N workers**: :func:`~lightning_module.catalogue.run.tag_catalogue` on a local Ray of N
@@ -86,7 +86,7 @@ def _folder_run(folder: Path, out: Path, workers: int) -> float:
 
 def folder_run_seconds(folder: str | Path, out: str | Path, workers: int) -> float:
     """What :func:`_folder_run` times, in this process (loading the model included)."""
-    from lightning_module.inference.library import tag_library
+    from lightning_module.inference.folder_table import tag_library
     from lightning_module.inference.tagger import Tagger, default_model
 
     folder, out = Path(folder), Path(out)

@@ -1,7 +1,7 @@
 """Library throughput and long-file memory: the rows of ``make bench`` a user with a music
 collection asks about.
 
-* **files per second** and **CPU seconds per file** of :func:`~.inference.library.tag_library`
+* **files per second** and **CPU seconds per file** of :func:`~.inference.folder_table.tag_library`
   (the code behind ``predict_clip.py FOLDER --out tags.csv``) on a folder of generated 30 s
   44.1 kHz stereo files, a third each mp3, m4a (AAC, through PyAV) and flac, on ``cores`` cores
   (the process is pinned to them, torch uses as many threads), warm: the model is loaded and
@@ -37,7 +37,7 @@ import torch
 
 from lightning_module.benchmark.fixtures import write_long_file, write_songs
 from lightning_module.benchmark.measure import PREDICT_SCRIPT, REPO_ROOT, children_cpu, run_child
-from lightning_module.inference.library import tag_library
+from lightning_module.inference.folder_table import tag_library
 from lightning_module.inference.tagger import Tagger
 
 FORMATS = ("mp3", "m4a", "flac")

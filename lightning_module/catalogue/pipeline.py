@@ -26,8 +26,8 @@ import numpy as np
 
 from datamodules.audio import AudioError
 from lightning_module.catalogue.table import row_schema
+from lightning_module.inference.folder_table import IDENTITY_COLUMNS, model_file_record
 from lightning_module.inference.formats.csv_rows import prediction_record
-from lightning_module.inference.library import IDENTITY_COLUMNS, model_file_record
 from lightning_module.inference.streaming import Decoded, decode_windows
 
 #: Columns of a decoded file between the two stages.

@@ -1,5 +1,5 @@
 """A catalogue run: inputs → resume → the Ray pipeline → Parquet parts, with progress and the
-folder run's closing summary (:class:`~lightning_module.inference.library.LibraryReport`)."""
+folder run's closing summary (:class:`~lightning_module.inference.folder_table.LibraryReport`)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from lightning_module.catalogue.pipeline import (
 )
 from lightning_module.catalogue.table import Output, expected_state
 from lightning_module.console import write_line
-from lightning_module.inference.library import LibraryReport, model_file_record
+from lightning_module.inference.folder_table import LibraryReport, model_file_record
 from lightning_module.inference.listing import _unknown_format
 from lightning_module.inference.tagger import Tagger
 

@@ -35,9 +35,13 @@ from typing import Any
 from datamodules.io import write_json_atomic
 from lightning_module.catalogue.inputs import CatalogueError
 from lightning_module.inference.decoders import DECODERS
+from lightning_module.inference.folder_table import (
+    IDENTITY_COLUMNS,
+    skip_reason,
+    state_difference,
+)
 from lightning_module.inference.formats.csv_rows import top_columns
 from lightning_module.inference.formats.results import RowFormat
-from lightning_module.inference.library import IDENTITY_COLUMNS, skip_reason
 from lightning_module.model.spec import TaggerSpec
 
 STATE_NAME = "state.json"
@@ -76,7 +80,7 @@ def row_schema(spec: TaggerSpec | Mapping[str, Any]) -> Any:
 
 
 def expected_state(model: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
-    """``state.json`` of a run with this model identity (``library.model_file_record``) and the
+    """``state.json`` of a run with this model identity (``folder_table.model_file_record``) and the
     settings that change the rows."""
     return {"kind": STATE_KIND, "version": STATE_VERSION, "model": model, "settings": settings}
 
@@ -150,7 +154,7 @@ class Output:
             old = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
             raise CatalogueError(f"{path}: unreadable ({err}); pass --force to start over") from err
-        why = _difference(old if isinstance(old, dict) else {}, self.state)
+        why = state_difference(old if isinstance(old, dict) else {}, self.state)
         if why:
             raise CatalogueError(
                 f"{self.folder}: written {why}; pass --force to re-tag everything into it, "
@@ -273,21 +277,3 @@ def _write_csv(path: Path, columns: list[str], chunks: Iterable[list[dict[str, A
         for rows in chunks:
             writer.writerows(rows)
     os.replace(tmp, path)
-
-
-def _difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
-    """Why rows written under state ``old`` cannot be resumed under ``new`` (None: they can)."""
-    if old.get("kind") != STATE_KIND or old.get("version") != STATE_VERSION:
-        return "by another program or version (unknown state file)"
-    was, now = old.get("model") or {}, new["model"]
-    if was.get("sha256") != now["sha256"]:
-        return (
-            f"with another model (sha256 {str(was.get('sha256'))[:12]} of {was.get('path')}; "
-            f"now {now['sha256'][:12]} of {now['path']})"
-        )
-    changed = [
-        f"{key} {(old.get('settings') or {}).get(key)!r} -> {value!r}"
-        for key, value in new["settings"].items()
-        if (old.get("settings") or {}).get(key) != value
-    ]
-    return f"with other settings ({', '.join(changed)})" if changed else None

@@ -29,15 +29,15 @@ from datamodules.sources.spotify_preview import (  # noqa: E402
     spotify_track_id,
 )
 from lightning_module.console import quiet_native_decoders  # noqa: E402
+from lightning_module.inference.folder_table import (
+    LibraryError,  # noqa: E402
+    tag_library,  # noqa: E402
+)
 from lightning_module.inference.formats.json_lines import prediction_dict  # noqa: E402
 from lightning_module.inference.formats.text import (  # noqa: E402
     format_prediction,
     format_timeline,
     model_notes,
-)
-from lightning_module.inference.library import (
-    LibraryError,  # noqa: E402
-    tag_library,  # noqa: E402
 )
 from lightning_module.inference.tagger import ModelError, Tagger, default_model  # noqa: E402
 

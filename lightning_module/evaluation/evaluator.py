@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from datamodules.manifest import (
     read_manifest,
 )
 from lightning_module.evaluation.key_scores import KeyTeacher, key_report, key_truth
+from lightning_module.evaluation.logistic import fit_logistic
 from lightning_module.evaluation.report import (  # noqa: F401 (write_report: the public API)
     json_safe,
     write_report,
@@ -62,8 +62,6 @@ from lightning_module.inference.tagger import Tagger, load_checkpoint
 
 log = logging.getLogger(__name__)
 
-#: Regularisation strengths tried for the baseline, chosen on the val split (never on test).
-BASELINE_CS = (0.01, 0.1, 1.0, 10.0)
 ALL = "all"
 
 
@@ -85,27 +83,6 @@ class ClipStatistics(torch.nn.Module):
         mfcc = self.mfcc(wave)
         logmel = torch.log10(self.mel(wave) + 1e-6)
         return torch.cat([mfcc.mean(-1), mfcc.std(-1), logmel.mean(-1), logmel.std(-1)])
-
-
-def fit_baseline(
-    x_train: np.ndarray, y_train: Sequence, x_val: np.ndarray | None, y_val: Sequence | None
-) -> tuple[Any, float]:
-    """Standardise + logistic regression; C picked by val macro-F1 (first C without val data)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import f1_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    def model(c: float) -> Any:
-        return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))
-
-    best_c, best_score = 1.0, -1.0
-    if x_val is not None and y_val is not None and len(set(y_val)) > 1:
-        for c in BASELINE_CS:
-            score = f1_score(y_val, model(c).fit(x_train, y_train).predict(x_val), average="macro")
-            if score > best_score:
-                best_c, best_score = c, score
-    return model(best_c).fit(x_train, y_train), best_c
 
 
 # -- the evaluation -------------------------------------------------------------------------------
@@ -247,8 +224,8 @@ class Evaluator:
             labels = y.astype(str).to_numpy()
             if len(set(labels[train])) < 2:
                 continue
-            model, c = fit_baseline(
-                x[train], labels[train], x[val] if val.any() else None, labels[val]
+            model, c = fit_logistic(
+                x[train], labels[train], x[val] if val.any() else None, labels[val], fallback_c=1.0
             )
             models[name] = {"model": model, "C": c, "n_train": int(train.sum())}
         return models

@@ -13,6 +13,7 @@ import numpy as np
 
 from lightning_module.evaluation.key_scores import key_lines
 from lightning_module.evaluation.scores import CLASS_TASKS
+from lightning_module.plots import confusion_figure, save_png
 
 
 def json_safe(value: Any) -> Any:
@@ -37,7 +38,17 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike) -> dict[str
         for task in CLASS_TASKS:
             if "confusion" in entry.get(task, {}):
                 path = out / f"confusion_{_slug(source)}_{task}.png"
-                plot_confusion(entry[task]["confusion"], f"{source}: {task}", path)
+                matrix = entry[task]["confusion"]
+                save_png(
+                    confusion_figure(
+                        np.asarray(matrix["matrix"], dtype=int),
+                        matrix["true"],
+                        f"{source}: {task}",
+                        predicted_labels=matrix["predicted"],
+                        dpi=100,
+                    ),
+                    path,
+                )
                 entry[task]["confusion"]["png"] = path.name
                 pngs[f"{source}/{task}"] = path
     json_path = out / "report.json"
@@ -49,34 +60,6 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike) -> dict[str
 
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
-
-
-def plot_confusion(confusion_: dict[str, Any], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    matrix = np.asarray(confusion_["matrix"])
-    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * matrix.shape[1], 1.0 + 0.6 * matrix.shape[0]))
-    ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(matrix.shape[1]), confusion_["predicted"], rotation=45, ha="right")
-    ax.set_yticks(range(matrix.shape[0]), confusion_["true"])
-    for (i, j), v in np.ndenumerate(matrix):
-        ax.text(
-            j,
-            i,
-            str(v),
-            ha="center",
-            va="center",
-            color="black" if v < matrix.max() / 2 else "white",
-        )
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _f(value: Any) -> str:

@@ -1,17 +1,27 @@
 """The evaluation's scores: classification, regression, tempo, ROC-AUC against signs, genre tags,
-confusion matrices, and where the CNN falls below the handcrafted baseline (numpy, pandas,
-scikit-learn; no model)."""
+confusion matrices, and where the CNN falls below the handcrafted baseline (numpy, pandas; no
+model).
+
+Every metric that training also logs (accuracy, macro-F1, R², Pearson r, ROC-AUC, PR-AUC) is
+computed by the same implementation, torchmetrics (``training/metrics.py`` streams its metric
+classes; this module calls their functional forms, exact: no threshold binning, float64). The key's
+MIREX score and tempo Acc1/Acc2 come from ``datamodules.analysis`` for both. Only Spearman ρ, which
+training does not log, is scipy's.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from datamodules.manifest import feature_provenance
+
+if TYPE_CHECKING:
+    import torch
 
 #: The classification tasks the evaluator scores against labels by name (``model.tasks`` has
 #: every head; these two have per-source labels, baselines and confusion matrices).
@@ -20,6 +30,88 @@ CLASS_TASKS = ("genre", "mood")
 SIGN_TARGETS = {"energy": ("arousal_sign", "arousal"), "valence": ("valence_sign", "valence")}
 
 
+# -- the metrics shared with training (torchmetrics) ----------------------------------------------
+def _class_indices(
+    truth: Sequence[str], predicted: Sequence[str], labels: Sequence[str]
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(truth, predicted) as class indices into ``labels``; a name outside ``labels`` becomes one
+    extra class (index ``len(labels)``) that is counted but never averaged over."""
+    import torch
+
+    index = {label: i for i, label in enumerate(labels)}
+    other = len(labels)
+
+    def as_index(names: Sequence[str]) -> torch.Tensor:
+        return torch.tensor([index.get(n, other) for n in names], dtype=torch.long)
+
+    return as_index(truth), as_index(predicted), other + 1
+
+
+def accuracy(truth: Sequence[str], predicted: Sequence[str]) -> float:
+    """Fraction of ``predicted`` names equal to ``truth`` (same length, ≥ 1)."""
+    from torchmetrics.functional.classification import multiclass_accuracy
+
+    labels = sorted(set(truth) | set(predicted))
+    target, preds, n = _class_indices(truth, predicted, labels)
+    return float(multiclass_accuracy(preds, target, num_classes=n, average="micro"))
+
+
+def macro_f1(
+    truth: Sequence[str], predicted: Sequence[str], labels: Sequence[str] | None = None
+) -> float:
+    """Mean per-class F1 over ``labels`` (default: every name on either side); a class never
+    predicted scores 0. A prediction outside ``labels`` is a miss of its true class."""
+    from torchmetrics.functional.classification import multiclass_f1_score
+
+    labels = sorted(set(truth) | set(predicted)) if labels is None else list(labels)
+    target, preds, n = _class_indices(truth, predicted, labels)
+    per_class = multiclass_f1_score(preds, target, num_classes=n, average="none")
+    return float(per_class[: len(labels)].mean())
+
+
+def _float64(values: np.ndarray) -> torch.Tensor:
+    import torch
+
+    return torch.from_numpy(np.asarray(values, dtype=np.float64))
+
+
+def _order(scores: np.ndarray) -> torch.Tensor:
+    """``scores`` as their dense ranks scaled into [0, 1]: the same order and ties. ROC-AUC and
+    PR-AUC depend on nothing else, and torchmetrics reads scores outside [0, 1] as logits, whose
+    sigmoid saturates (ties) for large values such as BPM."""
+    _, rank = np.unique(np.asarray(scores, dtype=np.float64), return_inverse=True)
+    return _float64(rank.reshape(-1) / max(int(rank.max(initial=0)), 1))
+
+
+def roc_auc(positive: np.ndarray, scores: np.ndarray) -> float:
+    """ROC-AUC of ``scores`` against the booleans ``positive`` (both classes present)."""
+    from torchmetrics.functional.classification import binary_auroc
+
+    return float(binary_auroc(_order(scores), _float64(positive).long()))
+
+
+def average_precision(positive: np.ndarray, scores: np.ndarray) -> float:
+    """PR-AUC (average precision) of ``scores`` against the booleans ``positive``."""
+    from torchmetrics.functional.classification import binary_average_precision
+
+    return float(binary_average_precision(_order(scores), _float64(positive).long()))
+
+
+def pearson_r(truth: np.ndarray, pred: np.ndarray) -> float:
+    """Pearson correlation of two (n,) arrays (n ≥ 2, neither constant)."""
+    from torchmetrics.functional import pearson_corrcoef
+
+    return float(pearson_corrcoef(_float64(pred), _float64(truth)))
+
+
+def r2(truth: np.ndarray, pred: np.ndarray) -> float:
+    """Coefficient of determination of ``pred`` for ``truth`` (1 - SS_res / SS_tot of truth)."""
+    from torchmetrics.functional import r2_score
+
+    return float(r2_score(_float64(pred), _float64(truth)))
+
+
+# -- the evaluation's scores ----------------------------------------------------------------------
 def classification_scores(
     truth: Sequence[str], probs: np.ndarray, names: Sequence[str]
 ) -> dict[str, Any]:
@@ -29,8 +121,6 @@ def classification_scores(
     of a model's 5: the closed-set question "which of these?"); ``accuracy_open`` chooses among
     every label of the model.
     """
-    from sklearn.metrics import accuracy_score, f1_score
-
     names = list(names)
     present = sorted(set(truth))
     columns = [names.index(n) for n in present]
@@ -39,17 +129,15 @@ def classification_scores(
     return {
         "n": len(truth),
         "labels": present,
-        "accuracy": float(accuracy_score(truth, closed)),
-        "macro_f1": float(f1_score(truth, closed, labels=present, average="macro")),
-        "accuracy_open": float(accuracy_score(truth, opened)),
-        "macro_f1_open": float(f1_score(truth, opened, labels=present, average="macro")),
+        "accuracy": accuracy(truth, closed),
+        "macro_f1": macro_f1(truth, closed, labels=present),
+        "accuracy_open": accuracy(truth, opened),
+        "macro_f1_open": macro_f1(truth, opened, labels=present),
     }
 
 
 def majority_scores(truth: Sequence[str], train_labels: Sequence[str]) -> dict[str, Any]:
     """Always answer the most common train label of this subset's label set; and uniform chance."""
-    from sklearn.metrics import f1_score
-
     present = sorted(set(truth))
     counts = Counter(label for label in train_labels if label in present)
     majority = counts.most_common(1)[0][0] if counts else present[0]
@@ -57,7 +145,7 @@ def majority_scores(truth: Sequence[str], train_labels: Sequence[str]) -> dict[s
     return {
         "majority_label": majority,
         "accuracy": float(np.mean([t == majority for t in truth])),
-        "macro_f1": float(f1_score(truth, guess, labels=present, average="macro")),
+        "macro_f1": macro_f1(truth, guess, labels=present),
         "chance_accuracy": 1.0 / len(present),
     }
 
@@ -66,7 +154,6 @@ def regression_scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """Pearson r, Spearman ρ, R² and mean absolute error (None when undefined: fewer than 3
     values or constant targets); rows where either side is missing are left out."""
     from scipy.stats import spearmanr
-    from sklearn.metrics import r2_score
 
     both = np.isfinite(truth) & np.isfinite(pred)
     truth, pred = truth[both], pred[both]
@@ -74,9 +161,9 @@ def regression_scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
         return {"n": len(truth), "pearson_r": None, "spearman": None, "r2": None, "mae": None}
     return {
         "n": len(truth),
-        "pearson_r": float(np.corrcoef(truth, pred)[0, 1]),
+        "pearson_r": pearson_r(truth, pred),
         "spearman": float(spearmanr(truth, pred).statistic),
-        "r2": float(r2_score(truth, pred)),
+        "r2": r2(truth, pred),
         "mae": float(np.abs(truth - pred).mean()),
     }
 
@@ -102,28 +189,24 @@ def feature_scores(truth: np.ndarray, pred: np.ndarray, name: str) -> dict[str, 
 
 def auc(signs: np.ndarray, scores: np.ndarray) -> float | None:
     """ROC-AUC of ``scores`` against ``signs`` > 0; None with a single class."""
-    from sklearn.metrics import roc_auc_score
-
     positive = signs > 0
     if positive.all() or not positive.any():
         return None
-    return float(roc_auc_score(positive, scores))
+    return roc_auc(positive, scores)
 
 
 def genre_tag_scores(truth: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
     """ROC-AUC and PR-AUC (average precision) of one genre tag's ``probs`` against 0/1 ``truth``
     (NaN rows left out), with the counts; the scores are None when the rows have no positive or
     no negative. ``prevalence`` (positives / n) is the PR-AUC of a random ranking."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
     has = np.isfinite(truth) & np.isfinite(probs)
     positive = truth[has] >= 0.5
     n, positives = int(has.sum()), int(positive.sum())
     result: dict[str, Any] = {"n": n, "positives": positives, "roc_auc": None, "pr_auc": None}
     result["prevalence"] = positives / n if n else None
     if 0 < positives < n:
-        result["roc_auc"] = float(roc_auc_score(positive, probs[has]))
-        result["pr_auc"] = float(average_precision_score(positive, probs[has]))
+        result["roc_auc"] = roc_auc(positive, probs[has])
+        result["pr_auc"] = average_precision(positive, probs[has])
     return result
 
 

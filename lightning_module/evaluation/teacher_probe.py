@@ -23,6 +23,8 @@ from torch import nn
 from datamodules.audio import window_starts
 from datamodules.io import atomic_path
 from datamodules.schema import spread_evenly
+from lightning_module.evaluation.logistic import CS, fit_logistic
+from lightning_module.evaluation.scores import accuracy, macro_f1, roc_auc
 from lightning_module.model.backbones.musicnn import (
     PATCH_FRAMES,
     MusicnnBackbone,
@@ -30,8 +32,6 @@ from lightning_module.model.backbones.musicnn import (
     musicnn_logmel,
 )
 
-#: Regularisation strengths tried, chosen on the val split (never on test).
-CS = (0.01, 0.1, 1.0, 10.0)
 SIGN_FEATURES = ("energy", "valence")
 
 
@@ -120,24 +120,6 @@ def _save(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
         np.savez(tmp, **arrays)
 
 
-def _fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> tuple[Any, float]:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import f1_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    def model(c: float) -> Any:
-        return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))
-
-    best_c, best = CS[0], -1.0
-    if len(set(y_val)) > 1:
-        for c in CS:
-            score = f1_score(y_val, model(c).fit(x, y).predict(x_val), average="macro")
-            if score > best:
-                best_c, best = c, score
-    return model(best_c).fit(x, y), best_c
-
-
 def probe(rows: pd.DataFrame, x: np.ndarray) -> list[dict[str, Any]]:
     """Fit on train, choose C on val, score test, per task and source (see the module doc).
 
@@ -149,8 +131,6 @@ def probe(rows: pd.DataFrame, x: np.ndarray) -> list[dict[str, Any]]:
         One dict per (task, source): ``task``, ``source``, ``n``, ``C`` and ``accuracy`` +
         ``macro_f1`` (classification) or ``auc`` (energy / valence sign).
     """
-    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
-
     rows = rows.reset_index(drop=True)
     split = rows["split"].to_numpy()
     results: list[dict[str, Any]] = []
@@ -168,7 +148,7 @@ def probe(rows: pd.DataFrame, x: np.ndarray) -> list[dict[str, Any]]:
         if fit.sum() < 2 or len(set(target[fit])) < 2:
             continue
         y = target.astype(str).to_numpy()
-        model, c = _fit(x[fit], y[fit], x[val], y[val])
+        model, c = fit_logistic(x[fit], y[fit], x[val], y[val], fallback_c=CS[0])
         classes = list(model.classes_)
         for source in sorted(rows.loc[labelled & (split == "test"), "source"].dropna().unique()):
             test = labelled & (split == "test") & (rows["source"] == source).to_numpy()
@@ -177,15 +157,13 @@ def probe(rows: pd.DataFrame, x: np.ndarray) -> list[dict[str, Any]]:
             row: dict[str, Any] = {"task": task, "source": source, "n": int(test.sum()), "C": c}
             if task in SIGN_FEATURES:
                 if len(set(truth)) > 1:
-                    row["auc"] = float(
-                        roc_auc_score(truth == "high", probs[:, classes.index("high")])
-                    )
+                    row["auc"] = roc_auc(truth == "high", probs[:, classes.index("high")])
             else:
                 present = sorted(set(truth))
                 columns = [classes.index(n) for n in present if n in classes]
                 guess = [classes[columns[i]] for i in probs[:, columns].argmax(1)]
-                row["accuracy"] = float(accuracy_score(truth, guess))
-                row["macro_f1"] = float(f1_score(truth, guess, labels=present, average="macro"))
+                row["accuracy"] = accuracy(list(truth), guess)
+                row["macro_f1"] = macro_f1(list(truth), guess, labels=present)
             results.append(row)
     return results
 

@@ -4,6 +4,7 @@ These names stay importable from here for scripts and tests written against this
 
 from __future__ import annotations
 
+from lightning_module.inference.folder_table import audio_files
 from lightning_module.inference.formats.csv_rows import (
     GENRE_TAG_TOP,
     prediction_columns,
@@ -17,7 +18,6 @@ from lightning_module.inference.formats.text import (
     format_timeline,
     model_notes,
 )
-from lightning_module.inference.library import audio_files
 
 __all__ = [
     "GENRE_TAG_TOP",

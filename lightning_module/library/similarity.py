@@ -263,7 +263,7 @@ def update_index(
     """
     from tqdm.auto import tqdm
 
-    from lightning_module.inference.library import audio_files
+    from lightning_module.inference.folder_table import audio_files
 
     index_path = Path(index_path)
     files = [os.path.realpath(p) for p in (audio_files(folder) if files is None else files)]

@@ -247,7 +247,7 @@ def package_version() -> str:
 # -- the command ---------------------------------------------------------------------------
 def library_files(target: str | os.PathLike) -> list[str]:
     """The audio files of a folder (recursively, hidden ones skipped) or the one file named."""
-    from lightning_module.inference.library import audio_files
+    from lightning_module.inference.folder_table import audio_files
 
     target = Path(target)
     if target.is_dir():

@@ -13,7 +13,7 @@ Scalars (losses, metrics, learning rate) are logged by ``MusicTagger`` and Light
 - HParams: the model and data configuration with the final validation metrics.
 
 Costs are bounded: ``n_clips`` clips, at most ``max_scatter_points`` points per scatter plot and
-``max_projector_clips`` clips in the projector, and small Agg figures rendered without pyplot.
+``max_projector_clips`` clips in the projector, and small Agg figures (``lightning_module.plots``).
 Under DDP the confusion matrices are synced across ranks; the other pictures show rank 0's shard.
 """
 
@@ -22,76 +22,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torchmetrics.classification import MulticlassConfusionMatrix
 from torchmetrics.functional import pearson_corrcoef, r2_score
 
-from datamodules.schema import FEATURE_UNITS, IGNORE_INDEX, spread_evenly
+from datamodules.schema import IGNORE_INDEX, spread_evenly
 from lightning_module.model.spec import TaggerSpec
+from lightning_module.plots import confusion_figure, figure_to_array, logmel_figure, scatter_figure
 
 #: Hyperparameters too long to be useful as HParams columns (label lists, feature statistics).
 HPARAM_SKIP = {"feature_mean", "feature_std", "genre_names", "mood_names", "feature_names"}
-
-
-def figure_to_array(fig: Figure) -> np.ndarray:
-    """Render a matplotlib figure with Agg; returns (height, width, 3) uint8."""
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
-
-
-def confusion_figure(matrix: torch.Tensor, labels: list[str], title: str) -> Figure:
-    """A labelled, row-normalised (n, n) confusion matrix (rows: truth, columns: prediction)."""
-    size = 2.0 + 0.55 * len(labels)
-    fig = Figure(figsize=(size + 0.6, size), dpi=80, layout="constrained")
-    ax = fig.add_subplot()
-    MulticlassConfusionMatrix(len(labels)).plot(matrix.cpu(), ax=ax, labels=labels, cmap="Blues")
-    for text in ax.texts:  # torchmetrics writes 15 pt values; smaller fits 10+ classes
-        text.set_fontsize(9)
-    ax.xaxis.label.set_fontsize(10)
-    ax.yaxis.label.set_fontsize(10)
-    ax.set_title(title, fontsize=10)
-    return fig
-
-
-def scatter_figure(pred: np.ndarray, target: np.ndarray, name: str, r: float, r2: float) -> Figure:
-    """Predicted vs teacher values of one feature, with the identity line."""
-    fig = Figure(figsize=(3.6, 3.6), dpi=80, layout="constrained")
-    ax = fig.add_subplot()
-    ax.scatter(target, pred, s=6, alpha=0.5, linewidths=0)
-    low = float(min(target.min(), pred.min()))
-    high = float(max(target.max(), pred.max()))
-    ax.plot([low, high], [low, high], color="grey", linewidth=0.8, linestyle="--")
-    unit = f" ({FEATURE_UNITS[name]})" if FEATURE_UNITS.get(name) else ""
-    ax.set_xlabel(f"teacher{unit}", fontsize=9)
-    ax.set_ylabel(f"predicted{unit}", fontsize=9)
-    ax.set_title(f"{name}  r={r:.2f}  R²={r2:.2f}", fontsize=10)
-    return fig
-
-
-def logmel_figure(spec: torch.Tensor, sample_rate: int, hop_length: int, title: str) -> Figure:
-    """One (n_mels, frames) log-mel spectrogram, time in seconds on x."""
-    fig = Figure(figsize=(5.0, 2.4), dpi=80, layout="constrained")
-    ax = fig.add_subplot()
-    seconds = spec.shape[-1] * hop_length / sample_rate
-    image = ax.imshow(
-        spec.numpy(),
-        origin="lower",
-        aspect="auto",
-        cmap="magma",
-        extent=(0, seconds, 0, spec.shape[0]),
-    )
-    fig.colorbar(image, ax=ax, pad=0.01)
-    ax.set_xlabel("time (s)", fontsize=9)
-    ax.set_ylabel("mel band", fontsize=9)
-    ax.set_title(title, fontsize=9)
-    return fig
 
 
 def _name(names: list[str], index: int) -> str:
@@ -207,9 +150,8 @@ class TensorBoardStory(pl.Callback):
         spec = TaggerSpec.from_hparams(pl_module.hparams)
         epoch = f"epoch {trainer.current_epoch}"
         for task, matrix in matrices.items():
-            fig = confusion_figure(
-                matrix, list(spec.names(task)), f"{task} (rows: true class, normalised), {epoch}"
-            )
+            title = f"{task} (rows: true class, normalised), {epoch}"
+            fig = confusion_figure(matrix.cpu().numpy(), list(spec.names(task)), title)
             writer.add_image(f"val_confusion/{task}", figure_to_array(fig), step, dataformats="HWC")
         self._log_scatter(writer, step, spec)
         self._log_clips(writer, step, trainer, pl_module)
@@ -272,7 +214,7 @@ class TensorBoardStory(pl.Callback):
                     truth = _name(names, int(clip[task]))
                     parts.append(f"{task} {truth} → {names[k]} {float(guess[k]):.2f}")
             title = f"clip {i}: " + "; ".join(parts)
-            fig = logmel_figure(specs[i], spec.sample_rate, spec.hop_length, title)
+            fig = logmel_figure(specs[i].numpy(), spec.sample_rate, spec.hop_length, title)
             writer.add_image(f"val_clips/logmel/{i}", figure_to_array(fig), step, dataformats="HWC")
             if not self._audio_logged:
                 writer.add_audio(

@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 
 from datamodules.synthetic import render_clip
-from lightning_module.inference.library import state_path
+from lightning_module.inference.folder_table import state_path
 from scripts.predict_clip import main
 from tests.conftest import REPO_ROOT
 

@@ -5,7 +5,7 @@
   prediction (a library table's ``file_bytes`` and ``file_mtime_ns``).
 * :class:`PredictionWriter` is the writer: it streams rows to a file-like object, one ``write``
   of each whole row, flushed, so a long run can be watched and a killed one keeps what it wrote
-  (``predict_clip FOLDER``, and the resumable table of ``inference.library``, go through it).
+  (``predict_clip FOLDER``, and the resumable table of ``inference.folder_table``, go through it).
 * :func:`read_predictions` is the reader: a results file (``.csv``, else JSON lines) back into
   :class:`ClipPrediction` objects, equal to what was written to the writer's rounding; the torn
   last row of a killed run is left out.

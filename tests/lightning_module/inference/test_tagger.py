@@ -22,7 +22,7 @@ from datamodules.sources.spotify_preview import (
     spotify_track_id,
 )
 from datamodules.synthetic import render_clip
-from lightning_module.inference.library import tag_library
+from lightning_module.inference.folder_table import tag_library
 from lightning_module.inference.output import (
     PredictionWriter,
     format_timeline,

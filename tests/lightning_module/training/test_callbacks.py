@@ -13,7 +13,7 @@ from google.protobuf import text_format
 from datamodules.manifest import read_manifest
 from datamodules.schema import FEATURES
 from lightning_module.inference.tagger import load_checkpoint
-from lightning_module.training.callbacks import confusion_figure, figure_to_array, scatter_figure
+from lightning_module.plots import confusion_figure, figure_to_array, scatter_figure
 
 # TensorBoard's reader imports TensorFlow when it is installed (the musicnn extra): ~10 s of CPU
 # for nothing. This marker module makes it use its own TF-free stub, as `tensorboard` itself can.

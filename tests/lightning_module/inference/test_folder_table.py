@@ -1,4 +1,4 @@
-"""lightning_module.inference.library: every file accounted for, resumable tables, long files
+"""lightning_module.inference.folder_table: every file accounted for, resumable tables, long files
 tagged in bounded memory (streamed windows equal to the whole-file result)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import soundfile as sf
 from datamodules.audio import load_audio
 from datamodules.synthetic import render_clip
 from lightning_module.inference import tagger as tagger_module
-from lightning_module.inference.library import (
+from lightning_module.inference.folder_table import (
     LibraryError,
     list_library,
     skip_reason,

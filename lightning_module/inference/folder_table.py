@@ -1,4 +1,5 @@
-"""Tag a whole music library into one table: every file accounted for, resumable after a kill.
+"""The folder table: tag every file below a folder into one table (CSV or JSON lines), every file
+accounted for, resumable after a kill. (Tag writing and search are ``lightning_module.library``.)
 
 * **Listing** (:func:`list_library`): every file below the folder is classified by its name
   (:func:`datamodules.audio.classify_path`). Audio files are tagged; sidecars (covers, cue sheets,
@@ -242,9 +243,13 @@ def _expected_state(
     }
 
 
-def _difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
-    """Why a table written under ``old`` cannot be resumed under ``new`` (None: it can)."""
-    if old.get("kind") != STATE_KIND or old.get("version") != STATE_VERSION:
+def state_difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """Why rows written under state ``old`` cannot be resumed under ``new`` (None: they can).
+
+    A state is ``kind``, ``version``, ``model`` (:func:`model_file_record`), ``settings`` and,
+    for a folder table, ``folder`` / ``folder_resolved``; the folder table and the catalogue's
+    Parquet table (``catalogue/table.py``) both resume by it."""
+    if (old.get("kind"), old.get("version")) != (new["kind"], new["version"]):
         return "by another program or version (unknown state file)"
     was, now = old.get("model") or {}, new["model"]
     if was.get("sha256") != now["sha256"]:
@@ -252,12 +257,14 @@ def _difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
             f"with another model (sha256 {str(was.get('sha256'))[:12]} of {was.get('path')}; "
             f"now {now['sha256'][:12]} of {now['path']})"
         )
-    if (old.get("folder"), old.get("folder_resolved")) != (new["folder"], new["folder_resolved"]):
+    where = (old.get("folder"), old.get("folder_resolved"))
+    if "folder" in new and where != (new["folder"], new["folder_resolved"]):
         return f"for folder {old.get('folder')!r} ({old.get('folder_resolved')})"
+    settings = old.get("settings") or {}
     changed = [
-        f"{key} {old.get('settings', {}).get(key)!r} -> {value!r}"
+        f"{key} {settings.get(key)!r} -> {value!r}"
         for key, value in new["settings"].items()
-        if (old.get("settings") or {}).get(key) != value
+        if settings.get(key) != value
     ]
     return f"with other settings ({', '.join(changed)})" if changed else None
 
@@ -289,7 +296,7 @@ def _resume(
             old = json.loads(state.read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
             raise LibraryError(f"{state}: unreadable ({err}); pass --force to start over") from err
-        why = _difference(old if isinstance(old, dict) else {}, expected)
+        why = state_difference(old if isinstance(old, dict) else {}, expected)
         if why is not None:
             raise LibraryError(
                 f"{out}: written {why}; pass --force to re-tag everything into it, "
