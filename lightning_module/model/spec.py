@@ -23,7 +23,8 @@ from lightning_module.model.tasks import task as task_entry
 #:    provenance is unknown, and they have no tempo head).
 #: 4: ``genre_tag_names`` (the multi-label AllMusic genre-tag head); older checkpoints have none.
 #: 5: the key head (``key_names``, ``key_n_fft``, ``key_hidden``); older checkpoints have none.
-FORMAT_VERSION = 5
+#: 6: ``backbone_members`` (the ``ensemble`` backbone's members); older checkpoints have none.
+FORMAT_VERSION = 6
 
 #: Defaults of fields that version-1 checkpoints may lack: what the code did before they existed.
 _V1_DEFAULTS: dict[str, Any] = {
@@ -58,6 +59,8 @@ def upgrade(hparams: Mapping[str, Any]) -> dict[str, Any]:
         hp["genre_tag_names"] = []  # written before the genre-tag head existed: no such head
     if version < 5 and hp.get("key_names") is None:
         hp["key_names"] = []  # written before the key head existed: no such head
+    if version < 6 and hp.get("backbone_members") is None:
+        hp["backbone_members"] = []  # written before ensembles existed: a single backbone
     hp["format_version"] = FORMAT_VERSION
     return hp
 
@@ -85,6 +88,9 @@ class TaggerSpec:
     head; always empty before format 5), which reads a spectrogram of ``key_n_fft`` samples and
     has ``key_hidden`` hidden channels (see ``model.key.KeyBranch``); ``key_sources`` says what
     it learned from (clips by provenance; ``dsp:krumhansl``: the DSP profiles, nothing learned).
+    Architecture: ``backbone`` (a name in ``model.backbones.registry.BACKBONES``); for the
+    ``ensemble`` backbone, ``backbone_members`` names its members in order (empty otherwise;
+    always empty before format 6).
     """
 
     genre_names: tuple[str, ...] = ()
@@ -117,6 +123,7 @@ class TaggerSpec:
     time_mask: int = 24
     n_masks: int = 2
     backbone: str = "resnet"
+    backbone_members: tuple[str, ...] = ()
     width: int = 32
     blocks: tuple[int, ...] = (1, 1, 1, 1)
     embed_dim: int = 256
@@ -136,6 +143,7 @@ class TaggerSpec:
             "tag_names",
             "genre_tag_names",
             "key_names",
+            "backbone_members",
             "feature_mean",
             "feature_std",
             "blocks",

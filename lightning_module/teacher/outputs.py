@@ -4,18 +4,21 @@
         --set weights=checkpoints/msd_musicnn.pt --out data/real/teacher [--set refit=true]
 
 1. Every clip (labelled or not) is decoded at 16 kHz and cut into 3 s windows (at most
-   ``max_windows``, evenly spread); the frozen pretrained musicnn's features of each window are
-   cached per clip in ``DIR/features/`` (key: audio file, weights digest, window cap), so a re-run
-   or an interrupted run computes nothing it has (:mod:`.window_features`).
+   ``max_windows``, evenly spread); the features of each window by every frozen pretrained tagger
+   in ``weights`` (``MSD_musicnn``, ``MTT_musicnn``, ...: ``--set weights=a.pt,b.pt``) are cached
+   per clip in ``DIR/features/`` (key: audio file, weights digest, window cap), so a re-run, an
+   interrupted run or a run with one more tagger computes nothing it has
+   (:mod:`.window_features`).
 2. The teacher's heads (genre, mood, AllMusic genre tags, audio features but tempo) are fitted on
-   the train split, their embedding, unit and regularisation chosen on val (:mod:`.probe`);
+   the train split, their embedding (each tagger alone, or all concatenated), unit and
+   regularisation chosen on val (:mod:`.probe`);
    ``refit: true`` then fits the chosen heads again on train + val + test.
-3. ``DIR/teacher_outputs.npz``: per window, the teacher's probabilities for each head, musicnn's
-   own 50 tag probabilities and the features in natural units, the student's distillation targets
-   (``--data.teacher_outputs``); ``DIR/teacher.ckpt``: the teacher itself as a checkpoint
-   (``predict_clip --checkpoint``, ``evaluate.py``); ``DIR/manifest.csv``: the rows that decoded;
-   ``DIR/skipped.csv`` (bad audio, with the reason) and ``DIR/summary.json`` (val score of every
-   candidate, the choice, counts).
+3. ``DIR/teacher_outputs.npz``: per window, the teacher's probabilities for each head, the first
+   tagger's own 50 tag probabilities and the features in natural units, the student's
+   distillation targets (``--data.teacher_outputs``); ``DIR/teacher.ckpt``: the teacher itself
+   as a checkpoint (``predict_clip --checkpoint``, ``evaluate.py``); ``DIR/manifest.csv``: the
+   rows that decoded; ``DIR/skipped.csv`` (bad audio, with the reason) and ``DIR/summary.json``
+   (val score of every candidate, the choice, counts).
 """
 
 from __future__ import annotations
@@ -45,7 +48,13 @@ from datamodules.io import atomic_open
 from datamodules.loading.teacher_targets import OUTPUTS_NAME, TeacherOutputs
 from datamodules.manifest import ManifestError, write_manifest
 from lightning_module.inference.device import DeviceError, resolve_device
-from lightning_module.teacher.probe import EMBEDDINGS, LinearHead, fit_teacher, teacher_checkpoint
+from lightning_module.teacher.probe import (
+    EMBEDDINGS,
+    LinearHead,
+    candidate_embeddings,
+    fit_teacher,
+    teacher_checkpoint,
+)
 from lightning_module.teacher.window_features import (
     SAMPLE_RATE,
     WINDOW_SECONDS,
@@ -65,9 +74,11 @@ class TeacherConfig:
 
     Attributes:
         manifest: the manifest whose clips the teacher labels (every split, labelled or not).
-        weights: the pretrained musicnn converted by ``scripts/convert_musicnn.py``.
+        weights: the pretrained taggers converted by ``scripts/convert_musicnn.py`` (a list, or
+            one string of comma-separated paths); the first one's tags are distilled.
         max_windows: at most this many 3 s windows per clip, evenly spread (bounds CPU time).
-        embeddings: candidate embeddings, chosen on val (``musicnn``, ``musicnn_pooled``).
+        embeddings: what of each tagger the heads may read, chosen on val (``musicnn``,
+            ``musicnn_pooled``), of each tagger alone and of all of them concatenated.
         refit: fit the chosen heads again on train + val + test (the shipped model's teacher).
         features_cache: folder of the cached window features (default ``DIR/features``; share
             one between the held-out and the refit teacher: the features do not depend on it).
@@ -79,7 +90,7 @@ class TeacherConfig:
     """
 
     manifest: str = ""
-    weights: str = "checkpoints/msd_musicnn.pt"
+    weights: list[str] | str = field(default_factory=lambda: ["checkpoints/msd_musicnn.pt"])
     max_windows: int = 10
     embeddings: list[str] = field(default_factory=lambda: list(EMBEDDINGS))
     refit: bool = False
@@ -92,6 +103,11 @@ class TeacherConfig:
     def __post_init__(self) -> None:
         if not self.manifest:
             raise SourceError("manifest is required (--manifest M, or --set manifest=M)")
+        if isinstance(self.weights, str):
+            self.weights = [w.strip() for w in self.weights.split(",") if w.strip()]
+        self.weights = [str(w) for w in self.weights or []]
+        if not self.weights or len(set(self.weights)) < len(self.weights):
+            raise SourceError(f"weights: one or more distinct files, got {self.weights}")
         if self.max_windows < 1:
             raise SourceError(f"max_windows must be >= 1, got {self.max_windows}")
         unknown = [e for e in self.embeddings if e not in EMBEDDINGS]
@@ -148,16 +164,26 @@ def build(mapping: dict | None, out: str | os.PathLike) -> TeacherSummary:
     except ManifestError as err:
         raise SourceError(str(err)) from err
     df, spec = data.manifest, data.task
-    try:
-        weights = load_pretrained(config.weights)
-    except ValueError as err:
-        raise SourceError(str(err)) from err
+    weights: dict[str, dict] = {}
+    for path in config.weights:
+        try:
+            loaded = load_pretrained(path)
+        except ValueError as err:
+            raise SourceError(str(err)) from err
+        model_name = str(loaded.get("model") or Path(path).stem)
+        if model_name in weights:
+            raise SourceError(f"{path}: a second file of {model_name} (weights: one per tagger)")
+        weights[model_name] = loaded
     if config.threads:
         torch.set_num_threads(config.threads)
     folder = Path(config.features_cache) if config.features_cache else out / "features"
-    cache = FeatureCache(folder, weights_digest(config.weights), config.max_windows)
+    caches = {
+        name: FeatureCache(folder, weights_digest(path), config.max_windows)
+        for name, path in zip(weights, config.weights, strict=True)
+    }
+    paths = dict(zip(weights, config.weights, strict=True))
     summary = TeacherSummary(source=SOURCE, out=str(out), rows=len(df), refit=config.refit)
-    model: FrozenMusicnn | None = None
+    models: dict[str, FrozenMusicnn] = {}
     features, skips = {}, []
     for row in tqdm(
         list(df.itertuples()), desc="teacher: features", unit="clip", disable=not config.progress
@@ -166,24 +192,26 @@ def build(mapping: dict | None, out: str | os.PathLike) -> TeacherSummary:
         try:
             if not audio.is_file():
                 raise AudioError(f"{audio}: file not found")
-            value = cache.get(audio)
-            if value is None:
+            clip = {name: cache.get(audio) for name, cache in caches.items()}
+            missing = [name for name, value in clip.items() if value is None]
+            if missing:
                 wave = torch.from_numpy(
                     load_audio(
                         audio, SAMPLE_RATE, min_duration=config.min_duration, allow_silence=False
                     )
                 )
-                # Loaded only when a clip is not cached.
-                model = model or FrozenMusicnn(config.weights).to(config.device)
-                value = extract(model, wave, config.max_windows)
-                value = cache.put(audio, value)
+                for name in missing:  # each tagger is loaded only when a clip is not cached
+                    if name not in models:
+                        models[name] = FrozenMusicnn(paths[name]).to(config.device)
+                    value = extract(models[name], wave, config.max_windows)
+                    clip[name] = caches[name].put(audio, value)
                 summary.computed += 1
             else:
                 summary.cached += 1
         except AudioError as err:
             skips.append(Skip(str(row.track_id), "bad audio", str(err), str(audio)))
             continue
-        features[row.track_id] = value
+        features[row.track_id] = clip
     out.mkdir(parents=True, exist_ok=True)
     write_skipped(out / SKIPPED_NAME, skips)
     kept = df[df["track_id"].isin(features)].reset_index(drop=True)
@@ -191,13 +219,15 @@ def build(mapping: dict | None, out: str | os.PathLike) -> TeacherSummary:
         raise SourceError(
             f"{config.manifest}: no train clip could be read (see {out / SKIPPED_NAME})"
         )
-    teacher, table = fit_teacher(kept, features, spec, config.embeddings, config.refit)
-    taggram = _taggram(weights) if weights.get("tag_names") else None
-    outputs = _outputs(kept, features, teacher, taggram, spec, weights)
+    candidates = candidate_embeddings(list(weights), config.embeddings)
+    teacher, table = fit_teacher(kept, features, spec, candidates, config.refit)
+    tag_model, tagger = next(iter(weights.items()))
+    taggram = _taggram(tagger) if tagger.get("tag_names") else None
+    outputs = _outputs(kept, features, teacher, taggram, spec, tagger, tag_model)
     outputs.save(out / OUTPUTS_NAME)
     summary.labelled = len(kept)
     summary.windows = int(outputs.offset[-1])
-    summary.embedding = teacher.embedding
+    summary.embedding = teacher.embedding.name
     summary.choices = [asdict(c) | {"scores": None} for c in teacher.choices]
     summary.skipped = dict(Counter(s.reason for s in skips))
     record = {**asdict(summary), "candidates": table, "config": asdict(config)}
@@ -218,11 +248,11 @@ def _taggram(weights: dict) -> LinearHead:
 
 
 def _outputs(
-    df: pd.DataFrame, features: dict, teacher, taggram, spec, weights: dict
+    df: pd.DataFrame, features: dict, teacher, taggram, spec, weights: dict, tag_model: str
 ) -> TeacherOutputs:
     from lightning_module.model.backbones.musicnn import tag_slug
 
-    per_clip = [teacher.window_outputs(features[t], taggram) for t in df["track_id"]]
+    per_clip = [teacher.window_outputs(features[t], taggram, tag_model) for t in df["track_id"]]
     heads = {k: np.concatenate([c[k] for c in per_clip]) for k in per_clip[0]}
     if "features" in heads:  # z-scores of the teacher's spec → natural units
         index = [spec.feature_names.index(f) for f in teacher.names["features"]]
@@ -232,11 +262,13 @@ def _outputs(
     names = dict(teacher.names)
     if taggram is not None:
         names["tags"] = [tag_slug(t) for t in weights["tag_names"]]
-    counts = [len(features[t].starts) for t in df["track_id"]]
+    counts = [len(features[t][tag_model].starts) for t in df["track_id"]]
     return TeacherOutputs(
         track_ids=df["track_id"].astype(str).tolist(),
         offset=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-        start=np.concatenate([features[t].starts for t in df["track_id"]]).astype(np.float32),
+        start=np.concatenate([features[t][tag_model].starts for t in df["track_id"]]).astype(
+            np.float32
+        ),
         window_seconds=WINDOW_SECONDS,
         heads=heads,
         names=names,

@@ -4,8 +4,10 @@ For every head (genre, mood, AllMusic genre tags, audio features) and every cand
 standardised linear model is fitted on the train split and scored on val, clip by clip (the mean
 of its windows' probabilities, as :class:`~lightning_module.inference.tagger.Tagger` aggregates):
 
-- embedding: ``musicnn`` (the 200-d penultimate layer) or ``musicnn_pooled`` (+ its time-pooled
-  front/mid-end features, 1706-d); one for all heads, as they share one network;
+- embedding (:class:`Embedding`): which pretrained taggers (``MSD_musicnn``, ``MTT_musicnn``, ...:
+  each alone, and all of them concatenated) and what of each: ``musicnn`` (the 200-d penultimate
+  layer) or ``musicnn_pooled`` (+ its time-pooled front/mid-end features, 1706-d); one for all
+  heads, as they share one network;
 - unit: one row per clip (its windows' mean features) or one row per window (every 3 s crop is a
   training example, labelled with its clip's label);
 - regularisation: ``C`` of the logistic regressions, ``alpha`` of the ridge regressions.
@@ -30,12 +32,39 @@ from datamodules.schema import IGNORE_INDEX, TaskSpec
 from lightning_module.teacher.window_features import WindowFeatures
 
 EMBEDDINGS: tuple[str, ...] = ("musicnn", "musicnn_pooled")
+#: One clip's window features from each pretrained tagger, by model name (the same windows).
+ClipFeatures = Mapping[str, WindowFeatures]
 UNITS: tuple[str, ...] = ("clip", "window")
 CS: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0)
 ALPHAS: tuple[float, ...] = (10.0, 100.0, 1000.0)
 #: musicnn is no tempo estimator: the student's own tempo branch learns tempo from listeners and
 #: the librosa teacher, so the teacher has no tempo output.
 NOT_TAUGHT: tuple[str, ...] = ("tempo",)
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """What the teacher's heads read: the window features of ``models`` (pretrained taggers by
+    name, in order), each as ``kind`` (one of :data:`EMBEDDINGS`), concatenated.
+
+    ``name``: ``MSD_musicnn:musicnn_pooled``, ``MSD_musicnn+MTT_musicnn:musicnn_pooled``."""
+
+    models: tuple[str, ...]
+    kind: str
+
+    @property
+    def name(self) -> str:
+        return f"{'+'.join(self.models)}:{self.kind}"
+
+    def of(self, clip: ClipFeatures) -> np.ndarray:
+        """(W, d) float32: the members' (W, d_i) features side by side."""
+        return np.concatenate([clip[m].embedding(self.kind) for m in self.models], axis=1)
+
+
+def candidate_embeddings(models: Sequence[str], kinds: Sequence[str]) -> list[Embedding]:
+    """Every kind of each model alone and, given several, of all of them concatenated."""
+    groups = [(m,) for m in models] + ([tuple(models)] if len(models) > 1 else [])
+    return [Embedding(group, kind) for group in groups for kind in kinds]
 
 
 @dataclass
@@ -273,39 +302,44 @@ def refit_head(
 class Teacher:
     """A fitted teacher: its embedding, heads (by head name) and the choices that made it."""
 
-    embedding: str
+    embedding: Embedding
     heads: dict[str, LinearHead]
     names: dict[str, list[str]]
     choices: list[HeadChoice]
 
-    def window_outputs(self, features: WindowFeatures, taggram: LinearHead | None) -> dict:
+    def window_outputs(
+        self, clip: ClipFeatures, taggram: LinearHead | None, tag_model: str = ""
+    ) -> dict:
         """Per window of one clip: probabilities (genre, mood, genre_tags, tags) and z-scored
-        features. Shapes: (W, outputs) float32."""
-        x = features.embedding(self.embedding)
+        features. Shapes: (W, outputs) float32. ``taggram`` reads the penultimate layer of
+        ``tag_model`` (default: the embedding's first model)."""
+        x = self.embedding.of(clip)
         activations = {"genre": _softmax, "mood": _softmax, "genre_tags": _sigmoid}
         out = {
             name: activations.get(name, lambda v: v)(head(x)).astype(np.float32)
             for name, head in self.heads.items()
         }
         if taggram is not None:
+            features = clip[tag_model or self.embedding.models[0]]
             out["tags"] = _sigmoid(taggram(features.penultimate.astype(np.float32)))
         return out
 
 
 def fit_teacher(
     df: pd.DataFrame,
-    features: Mapping[str, WindowFeatures],
+    features: Mapping[str, ClipFeatures],
     spec: TaskSpec,
-    embeddings: Sequence[str] = EMBEDDINGS,
+    embeddings: Sequence[Embedding],
     refit: bool = False,
 ) -> tuple[Teacher, list[dict[str, Any]]]:
     """Choose and fit the teacher (see the module doc).
 
     Args:
         df: manifest rows with features (``track_id`` in ``features``), every split.
-        features: window features by track id.
+        features: per track id, its window features by pretrained model.
         spec: the task (label names, feature statistics): the student's own, so both agree.
-        embeddings: candidate embeddings; the one with the best mean val score over heads wins.
+        embeddings: candidates (:func:`candidate_embeddings`); the one with the best mean val
+            score over heads wins.
         refit: after choosing on val, fit the chosen heads again on train + val + test.
 
     Returns:
@@ -318,7 +352,7 @@ def fit_teacher(
     table: list[dict[str, Any]] = []
     best: tuple[float, Teacher] | None = None
     for embedding in embeddings:
-        windows = [features[t].embedding(embedding) for t in df["track_id"]]
+        windows = [embedding.of(features[t]) for t in df["track_id"]]
         heads: dict[str, LinearHead] = {}
         choices: list[HeadChoice] = []
         for name, (kind, y, names) in targets.items():
@@ -327,7 +361,7 @@ def fit_teacher(
                 head = refit_head(choice, kind, y, len(names), windows)
             heads[name], choices = head, [*choices, choice]
             table += [
-                {"embedding": embedding, "head": name, "candidate": k, "val": v}
+                {"embedding": embedding.name, "head": name, "candidate": k, "val": v}
                 for k, v in choice.scores.items()
             ]
         mean = float(np.nanmean([c.score for c in choices])) if choices else 0.0
@@ -338,24 +372,34 @@ def fit_teacher(
     return best[1], table
 
 
+def member_backbone(model: str, kind: str) -> str:
+    """The registered backbone of pretrained ``model`` read as ``kind``: the VGG taggers'
+    ``musicnn_vgg[_pooled]``, the others' ``kind``."""
+    return kind.replace("musicnn", "musicnn_vgg", 1) if "vgg" in model.lower() else kind
+
+
 def teacher_checkpoint(
     teacher: Teacher,
     spec: TaskSpec,
-    weights: Mapping[str, Any],
+    weights: Mapping[str, Mapping[str, Any]],
     summary: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """The teacher as a checkpoint ``load_network`` (``predict_clip``, ``evaluate.py``) opens.
+    """The teacher as a checkpoint ``load_network`` (``predict_clip``, ``evaluate.py``) opens:
+    one pretrained backbone, or an ``ensemble`` of them when its embedding reads several.
 
     Args:
         teacher: the fitted heads.
         spec: the task the heads were fitted for (names, feature statistics, provenance).
-        weights: the converted musicnn file's contents (``state_dict``, ``tag_names``).
+        weights: by model name, the converted files' contents (``state_dict``, ``tag_names``);
+            the embedding's first model's tags are the checkpoint's.
         summary: what made it (choices, counts), stored beside the weights.
     """
     from lightning_module.model.backbones.musicnn import MUSICNN_FRONTEND, tag_slug
     from lightning_module.model.network import build_network
     from lightning_module.model.spec import FORMAT_VERSION, TaggerSpec
 
+    models = teacher.embedding.models
+    members = [member_backbone(m, teacher.embedding.kind) for m in models]
     features = teacher.names.get("features", [])
     index = [spec.feature_names.index(f) for f in features]
     hparams = {
@@ -368,10 +412,11 @@ def teacher_checkpoint(
         "feature_std": [spec.feature_std[i] for i in index],
         "feature_sources": [spec.feature_sources[i] for i in index],
         "train_sources": dict(spec.train_sources),
-        "tag_names": [tag_slug(t) for t in weights.get("tag_names") or []],
+        "tag_names": [tag_slug(t) for t in weights[models[0]].get("tag_names") or []],
         **{k: v for k, v in MUSICNN_FRONTEND.items()},
         "crop_seconds": 3.0,
-        "backbone": teacher.embedding,
+        "backbone": members[0] if len(members) == 1 else "ensemble",
+        "backbone_members": members if len(members) > 1 else [],
         "embed_dim": 200,
         "dropout": 0.5,
         "freq_mask": 0,
@@ -381,7 +426,9 @@ def teacher_checkpoint(
     }
     model_spec = TaggerSpec.from_hparams(hparams)
     net = build_network(model_spec)
-    net.backbone.load_state_dict(weights["state_dict"])
+    parts = net.backbone.members if len(members) > 1 else [net.backbone]
+    for part, model in zip(parts, models, strict=True):
+        part.load_state_dict(weights[model]["state_dict"])
     with torch.no_grad():
         for name, head in teacher.heads.items():
             layer = net.heads.heads[name]

@@ -14,6 +14,7 @@ from typing import Any
 
 from torch import nn
 
+from lightning_module.model.backbones.ensemble import EnsembleBackbone
 from lightning_module.model.backbones.musicnn import (
     MUSICNN_FRONTEND,
     MusicnnBackbone,
@@ -63,6 +64,14 @@ BACKBONES: dict[str, Backbone] = {
         ),
         fixed={**MUSICNN_FRONTEND, "embed_dim": MusicnnBackbone.EMBED_DIM},
         init_pretrained=init_from_pretrained,
+    ),
+    # Several of the above side by side (spec.backbone_members, in order), embeddings concatenated:
+    # the accurate teacher that reads more than one pretrained tagger (teacher/probe.py).
+    "ensemble": Backbone(
+        build=lambda spec: EnsembleBackbone(
+            [get_backbone(name).build(spec) for name in spec.backbone_members]
+        ),
+        fixed=MUSICNN_FRONTEND,
     ),
 }
 

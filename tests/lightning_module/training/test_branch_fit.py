@@ -13,6 +13,7 @@ import soundfile as sf
 from lightning_module.inference.checkpoint import load_network
 from lightning_module.inference.shipped import shipped_checkpoint
 from lightning_module.inference.tagger import Tagger
+from lightning_module.model.spec import FORMAT_VERSION
 from scripts.fit_branches import main
 from tests.tonal_audio import cadence
 
@@ -81,7 +82,7 @@ def test_fit_branches_adds_a_key_head_chosen_on_val(
     assert report["key"]["candidates"]["dsp"]["cv"]["n"] == 5  # train + val clips, held out
     assert report["key"]["candidates"]["dsp"]["test"]["n"] == 1
     net, spec = load_network(out)
-    assert len(spec.key_names) == 24 and spec.format_version == 5
+    assert len(spec.key_names) == 24 and spec.format_version == FORMAT_VERSION
     before, _ = load_network(shipped_checkpoint())
     # The backbone and the heads on the embedding are untouched.
     for name, value in before.backbone.state_dict().items():

@@ -16,7 +16,7 @@ from datamodules.manifest import read_manifest, write_manifest
 from lightning_module.inference.output import format_prediction, prediction_columns
 from lightning_module.inference.tagger import ClipPrediction
 from lightning_module.model.losses import LOSS_NAMES, MultiTaskLoss
-from lightning_module.model.spec import TaggerSpec
+from lightning_module.model.spec import FORMAT_VERSION, TaggerSpec
 from lightning_module.training.metrics import SplitMetrics
 from scripts import evaluate
 from scripts.predict_clip import main as predict_main
@@ -157,7 +157,7 @@ def test_fit_links_the_genre_tags_and_logs_their_metrics(genre_tag_run) -> None:
     assert 0.0 <= float(metrics["val/genre_tag_auc_mean"]) <= 1.0
     assert 0.0 <= float(metrics["val/genre_tag_ap_mean"]) <= 1.0
     saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["hyper_parameters"]
-    assert saved["genre_tag_names"] == NAMES and saved["format_version"] == 5
+    assert saved["genre_tag_names"] == NAMES and saved["format_version"] == FORMAT_VERSION
 
 
 def test_predict_clip_shows_the_top_genre_tags(genre_tag_run, capsys) -> None:
