@@ -38,6 +38,7 @@ from datamodules.manifest import (
     feature_provenance,
     read_manifest,
 )
+from lightning_module.evaluation.headline import headline
 from lightning_module.evaluation.key_scores import KeyTeacher, key_report, key_truth
 from lightning_module.evaluation.logistic import fit_logistic
 from lightning_module.evaluation.report import (  # noqa: F401 (write_report: the public API)
@@ -276,6 +277,7 @@ class Evaluator:
                     entry["key"] = key
             report["sources"][source] = entry
         report["cnn_below_baseline"] = below_baseline(report)
+        report["headline"] = headline(report)
         return report
 
     def _task(

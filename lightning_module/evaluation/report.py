@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from lightning_module.evaluation.headline import headline_lines
 from lightning_module.evaluation.key_scores import key_lines
 from lightning_module.evaluation.scores import CLASS_TASKS
 from lightning_module.plots import confusion_figure, save_png
@@ -103,6 +104,7 @@ def format_markdown(report: dict[str, Any]) -> str:
         "tags (multi-label AllMusic genres): per-tag ROC-AUC and PR-AUC on the clips that have "
         "genre tags; a random ranking scores 0.5 and the prevalence.",
         "",
+        *headline_lines(report),
     ]
     for source, entry in report["sources"].items():
         lines += [f"## {source} ({entry['n']} clips)", ""]
