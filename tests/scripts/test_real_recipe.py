@@ -23,7 +23,26 @@ pytestmark = [
 ]
 
 #: (source folder, label column, rows per label)
-SAMPLE = (("gtzan3", "genre", 2), ("emotify", "genre", 2), ("mood4q", "mood", 3))
+SAMPLE = (
+    ("gtzan3", "genre", 2),
+    ("gtzan7", "genre", 1),
+    ("emotify", "genre", 2),
+    ("mood4q", "mood", 3),
+)
+#: The ten GTZAN genres and Emotify's electronic (4Q's AllMusic genres map into these).
+GENRES = [
+    "blues",
+    "classical",
+    "country",
+    "disco",
+    "electronic",
+    "hiphop",
+    "jazz",
+    "metal",
+    "pop",
+    "reggae",
+    "rock",
+]
 
 
 def _sample_labels(folder: str, column: str, per_label: int, out: Path) -> Path:
@@ -54,11 +73,15 @@ def test_real_recipe_runs_a_few_steps(tmp_path: Path) -> None:
     spec = str(REPO_ROOT / "configs" / "mix" / "real.yaml")
     assert mix_manifests.main(["--spec", spec, "--root", str(sources), "--out", str(manifest)]) == 0
     mixed = pd.read_csv(manifest)
-    assert set(mixed["source"]) == {"gtzan", "emotify", "mood4q"}
+    assert set(mixed["source"]) == {"gtzan", "gtzan7", "emotify", "mood4q"}
+    assert set(mixed["genre"].dropna()) == set(GENRES)
     assert set(mixed["mood"].dropna()) == {"happy", "energetic", "sad", "calm"}
     genre_tags = [c for c in mixed.columns if c.startswith("genre_tag_")]
     assert "genre_tag_Pop/Rock" in genre_tags  # 4Q's AllMusic genres (configs/sources/mood4q.yaml)
     assert mixed.loc[mixed["source"] != "mood4q", genre_tags].isna().all().all()
+    # 4Q clips with exactly one AllMusic genre carry it as their genre (mood4q.yaml).
+    single = mixed.loc[mixed["source"] == "mood4q", genre_tags].fillna(0).sum(axis=1) == 1
+    assert mixed.loc[single[~single].index, "genre"].isna().all()
 
     previous = os.getcwd()
     os.chdir(tmp_path)  # the recipe's relative paths (checkpoints/, logs/, data/) land here
@@ -87,11 +110,44 @@ def test_real_recipe_runs_a_few_steps(tmp_path: Path) -> None:
     args = [str(checkpoint), str(manifest), "--split", "all", "--out", str(out)]
     assert evaluate.main([*args, "--cache-dir", str(tmp_path / "data" / "cache")]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert {"gtzan", "emotify", "mood4q"} <= set(report["sources"])
-    assert report["hparams"]["genre_names"] == ["classical", "electronic", "jazz", "pop", "rock"]
+    assert {"gtzan", "gtzan7", "emotify", "mood4q"} <= set(report["sources"])
+    assert report["hparams"]["genre_names"] == GENRES
     assert 0.0 <= report["sources"]["mood4q"]["features"]["energy"]["auc_vs_sign"]["cnn"] <= 1.0
     assert report["hparams"]["genre_tag_names"]  # the genre-tag head, weighted by real.yaml
     hparams = torch.load(checkpoint, map_location="cpu", weights_only=True)["hyper_parameters"]
     assert hparams["genre_tag_weight"] == 0.5
     assert report["sources"]["mood4q"]["genre_tags"]["n"] == 12  # only 4Q clips have genre tags
     assert "genre_tags" not in report["sources"]["gtzan"]
+    assert report["headline"]["gtzan7"]["n_genre"] == 7
+
+
+def test_a_larger_student_trains_through_the_real_config(synthetic_manifest: Path, tmp_path):
+    """The MobileNet student (configs/real.yaml's input, wider) trains, saves and predicts."""
+    from lightning_module.inference.tagger import Tagger
+    from lightning_module.training.cli import main as train
+
+    previous = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        train(
+            [
+                "--config",
+                str(REPO_ROOT / "configs" / "real.yaml"),
+                f"--data.manifest={synthetic_manifest}",
+                "--model.backbone=mobilenet",
+                "--model.width=24",
+                "--data.num_workers=0",
+                "--data.batch_size=4",
+                "--trainer.max_steps=2",
+                "--trainer.limit_val_batches=1",
+                "--trainer.accelerator=cpu",
+                "--trainer.enable_progress_bar=false",
+                "--test_after_fit=false",
+            ]
+        )
+    finally:
+        os.chdir(previous)
+    tagger = Tagger.from_checkpoint(tmp_path / "checkpoints" / "real" / "last.ckpt")
+    assert tagger.spec.backbone == "mobilenet" and tagger.spec.width == 24
+    clip = synthetic_manifest.parent / pd.read_csv(synthetic_manifest)["audio_path"].iloc[0]
+    assert tagger.predict_file(clip).genre[0][0] in tagger.spec.genre_names

@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from lightning_module.model.backbones.ensemble import EnsembleBackbone
+from lightning_module.model.backbones.mobilenet import MobileNetBackbone
 from lightning_module.model.backbones.musicnn import (
     MUSICNN_FRONTEND,
     MusicnnBackbone,
@@ -48,6 +49,12 @@ class Backbone:
 BACKBONES: dict[str, Backbone] = {
     "resnet": Backbone(
         build=lambda spec: ResNetBackbone(
+            width=spec.width, blocks=spec.blocks, embed_dim=spec.embed_dim, dropout=spec.dropout
+        )
+    ),
+    # Inverted residual blocks (EfficientAT-style): wider for the compute of the residual CNN.
+    "mobilenet": Backbone(
+        build=lambda spec: MobileNetBackbone(
             width=spec.width, blocks=spec.blocks, embed_dim=spec.embed_dim, dropout=spec.dropout
         )
     ),
