@@ -62,19 +62,26 @@ train-real: real-manifest
 	  --test_after_fit false $(ARGS)
 
 # One model that is fast and accurate (docs/results.md): the accurate teacher's outputs for every
-# window of every clip (frozen pretrained musicnn, heads chosen on val; features cached, so a rerun
-# only refits), the fast ResNet student distilled from them on the train split, both evaluated on
-# the held-out test split. ~40 min on 2 CPU cores; a GPU is used for training when present.
+# window of every clip (two frozen pretrained musicnn taggers, MSD and MTT, each alone or
+# concatenated, heads chosen on val; features cached, so a rerun only refits), the fast student
+# distilled from them on the train split, both evaluated on the held-out test split. ~60 min on 2
+# CPU cores the first time; a GPU is used for training when present.
 MUSICNN_WEIGHTS := checkpoints/msd_musicnn.pt
+MTT_WEIGHTS     := checkpoints/mtt_musicnn.pt
+TEACHER_WEIGHTS := $(MUSICNN_WEIGHTS),$(MTT_WEIGHTS)
+TEACHER_EMBEDDINGS ?= [musicnn_pooled]
 TEACHER_DIR     := $(REAL_DIR)/teacher
 EVAL_DIR        ?= reports/distill
 
 $(MUSICNN_WEIGHTS): $(MUSICNN_STAMP)
 	$(PY) scripts/convert_musicnn.py --out $(MUSICNN_WEIGHTS)
 
-distill: real-manifest $(MUSICNN_WEIGHTS)
-	$(PY) scripts/build_dataset.py teacher --manifest $(REAL_MANIFEST) --set weights=$(MUSICNN_WEIGHTS) \
-	  --out $(TEACHER_DIR) --quiet
+$(MTT_WEIGHTS): $(MUSICNN_STAMP)
+	$(PY) scripts/convert_musicnn.py --model MTT_musicnn --out $(MTT_WEIGHTS)
+
+distill: real-manifest $(MUSICNN_WEIGHTS) $(MTT_WEIGHTS)
+	$(PY) scripts/build_dataset.py teacher --manifest $(REAL_MANIFEST) --set weights=$(TEACHER_WEIGHTS) \
+	  --set 'embeddings=$(TEACHER_EMBEDDINGS)' --out $(TEACHER_DIR) --quiet
 	rm -rf checkpoints/student
 	$(PY) scripts/train.py --config configs/real.yaml --config configs/student.yaml \
 	  --test_after_fit false $(ARGS)
@@ -90,9 +97,10 @@ distill: real-manifest $(MUSICNN_WEIGHTS)
 MODEL_VERSION ?= 1.1.0
 # Then the tempo and key branches are refitted on listener tempi and annotated keys (GTZAN-3's
 # and gtzan7's, chosen on val; scripts/fit_branches.py) and the result is shipped.
-refit: real-manifest $(MUSICNN_WEIGHTS)
-	$(PY) scripts/build_dataset.py teacher --manifest $(REAL_MANIFEST) --set weights=$(MUSICNN_WEIGHTS) \
-	  --set refit=true --set features_cache=$(TEACHER_DIR)/features --out $(REAL_DIR)/teacher_refit --quiet
+refit: real-manifest $(MUSICNN_WEIGHTS) $(MTT_WEIGHTS)
+	$(PY) scripts/build_dataset.py teacher --manifest $(REAL_MANIFEST) --set weights=$(TEACHER_WEIGHTS) \
+	  --set 'embeddings=$(TEACHER_EMBEDDINGS)' --set refit=true \
+	  --set features_cache=$(TEACHER_DIR)/features --out $(REAL_DIR)/teacher_refit --quiet
 	$(PY) scripts/train.py --config configs/real.yaml --config configs/student.yaml \
 	  --config configs/refit.yaml --test_after_fit false $(ARGS)
 	$(PY) scripts/fit_branches.py checkpoints/refit/tagger.ckpt --manifest $(REAL_MANIFEST) \

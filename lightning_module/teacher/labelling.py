@@ -128,7 +128,7 @@ class MusicnnConfig:
 
 
 @dataclass
-class TeacherSummary:
+class TagLabellingSummary:
     """Counts of one labelling run. ``skipped`` maps reason → count."""
 
     source: str
@@ -192,7 +192,7 @@ def _fill(
     return len(rows)
 
 
-def build(mapping: dict | None, out: str | os.PathLike) -> TeacherSummary:
+def build(mapping: dict | None, out: str | os.PathLike) -> TagLabellingSummary:
     """Label ``mapping["manifest"]`` with the teacher into ``out/manifest.csv`` (see module doc)."""
     config: MusicnnConfig = from_mapping(MusicnnConfig, mapping, f"{SOURCE} config")
     out = Path(out)
@@ -209,7 +209,9 @@ def build(mapping: dict | None, out: str | os.PathLike) -> TeacherSummary:
         raise SourceError(str(err)) from err
     cache = out / CACHE_DIR / config.model
     cache.mkdir(parents=True, exist_ok=True)
-    summary = TeacherSummary(source=config.name, out=str(out), model=config.model, rows=len(df))
+    summary = TagLabellingSummary(
+        source=config.name, out=str(out), model=config.model, rows=len(df)
+    )
     skips: list[Skip] = []
     probabilities: dict[int, np.ndarray] = {}
     teacher = None

@@ -120,7 +120,7 @@ class TeacherConfig:
 
 
 @dataclass
-class TeacherSummary:
+class DistillTargetsSummary:
     """Counts and choices of one run."""
 
     source: str
@@ -152,7 +152,7 @@ class TeacherSummary:
         return "\n".join(lines)
 
 
-def build(mapping: dict | None, out: str | os.PathLike) -> TeacherSummary:
+def build(mapping: dict | None, out: str | os.PathLike) -> DistillTargetsSummary:
     """Label ``mapping["manifest"]`` with the teacher into ``out`` (see the module doc)."""
     from datamodules.loading.datamodule import MusicDataModule
     from lightning_module.model.backbones.musicnn import load_pretrained
@@ -182,7 +182,7 @@ def build(mapping: dict | None, out: str | os.PathLike) -> TeacherSummary:
         for name, path in zip(weights, config.weights, strict=True)
     }
     paths = dict(zip(weights, config.weights, strict=True))
-    summary = TeacherSummary(source=SOURCE, out=str(out), rows=len(df), refit=config.refit)
+    summary = DistillTargetsSummary(source=SOURCE, out=str(out), rows=len(df), refit=config.refit)
     models: dict[str, FrozenMusicnn] = {}
     features, skips = {}, []
     for row in tqdm(
