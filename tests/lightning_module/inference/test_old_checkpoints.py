@@ -93,7 +93,8 @@ def test_format_3_hparams_upgrade_without_genre_tags() -> None:
     assert upgrade(old)["genre_tag_names"] == []  # format 3 had no genre-tag head
     spec = TaggerSpec.from_hparams(old)
     assert spec.genre_tag_names == () and spec.names("genre_tags") == ()
-    assert spec.format_version == FORMAT_VERSION == 5 and spec.tag_names == ("x",)
+    assert spec.format_version == FORMAT_VERSION == 6 and spec.tag_names == ("x",)
+    assert spec.backbone_members == ()  # format 6: no ensemble before it existed
     new = TaggerSpec.from_hparams({**spec.to_hparams(), "genre_tag_names": ["Jazz"]})
     assert new.genre_tag_names == ("Jazz",)
 
@@ -104,3 +105,20 @@ def test_spec_round_trips_through_plain_hparams() -> None:
     assert again == spec
     assert spec.window_samples == 32000 and spec.genre_names == ("classical", "jazz", "rock")
     torch.testing.assert_close(torch.tensor(spec.feature_std[-2:]), torch.tensor([25.0, 4.0]))
+
+
+def test_the_format_5_shipped_student_predicts_what_it_predicted() -> None:
+    """audiotagger-student@1.1.0 (format 5, before ensembles and 11 genres), kept as a fixture,
+    gives the prediction recorded with the code it shipped with (commit c653073)."""
+    ckpt = FIXTURES / "v5_student_1.1.0.ckpt"
+    expected = json.loads((FIXTURES / "v5_student_1.1.0_expected.json").read_text())
+    assert load_checkpoint(ckpt)["hyper_parameters"]["format_version"] == 5
+    now = Tagger.from_checkpoint(ckpt).predict_file(CLIP).to_dict()
+    assert {k: now[k] for k in ("windows", "key", "mode", "camelot")} == {
+        k: expected[k] for k in ("windows", "key", "mode", "camelot")
+    }
+    for task in ("genre", "mood", "tags"):
+        assert now[task] == expected[task], task
+    assert now["genre_tags"] == expected["genre_tags"]
+    assert now["features"] == pytest.approx(expected["features"], abs=1e-6)
+    assert now["feature_basis"] == expected["feature_basis"]
