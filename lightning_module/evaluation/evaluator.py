@@ -41,6 +41,7 @@ from datamodules.manifest import (
 from lightning_module.evaluation.headline import headline
 from lightning_module.evaluation.key_scores import KeyTeacher, key_report, key_truth
 from lightning_module.evaluation.logistic import fit_logistic
+from lightning_module.evaluation.ratings import rating_scores
 from lightning_module.evaluation.report import (  # noqa: F401 (write_report: the public API)
     json_safe,
     write_report,
@@ -271,6 +272,9 @@ class Evaluator:
             genre_tags = self._genre_tags(preds, mask)
             if genre_tags:
                 entry["genre_tags"] = genre_tags
+            ratings = rating_scores(preds.rows, mask, self._rated_outputs(preds))
+            if ratings:
+                entry["ratings"] = ratings
             if preds.keys is not None:
                 key = key_report(key_truth(rows), preds.keys, preds.teacher_keys, mask)
                 if key:
@@ -279,6 +283,13 @@ class Evaluator:
         report["cnn_below_baseline"] = below_baseline(report)
         report["headline"] = headline(report)
         return report
+
+    def _rated_outputs(self, preds: Predictions) -> dict[str, tuple[list[str], np.ndarray]]:
+        """The outputs :func:`rating_scores` ranks: features and class probabilities."""
+        outputs = {t: (list(self.spec.names(t)), p) for t, p in preds.probs.items()}
+        if preds.features is not None:
+            outputs["feature"] = (list(self.spec.feature_names), preds.features)
+        return outputs
 
     def _task(
         self,

@@ -13,6 +13,7 @@ import numpy as np
 
 from lightning_module.evaluation.headline import headline_lines
 from lightning_module.evaluation.key_scores import key_lines
+from lightning_module.evaluation.ratings import rating_lines
 from lightning_module.evaluation.scores import CLASS_TASKS
 from lightning_module.plots import confusion_figure, save_png
 
@@ -157,6 +158,7 @@ def format_markdown(report: dict[str, Any]) -> str:
                         f"{_f(reg['pearson_r'])} / {_f(reg['spearman'])} / {_f(reg['mae'])} | | | |"
                     )
         lines += _genre_tag_lines(entry.get("genre_tags"))
+        lines += rating_lines(entry.get("ratings"))
         lines += key_lines(entry.get("key"))
         lines.append("")
         for task in CLASS_TASKS:
