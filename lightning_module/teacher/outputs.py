@@ -79,6 +79,9 @@ class TeacherConfig:
         max_windows: at most this many 3 s windows per clip, evenly spread (bounds CPU time).
         embeddings: what of each tagger the heads may read, chosen on val (``musicnn``,
             ``musicnn_pooled``), of each tagger alone and of all of them concatenated.
+        embedding: fix the embedding by its name (``MSD_musicnn+MTT_musicnn:musicnn_pooled``, as an
+            earlier run's ``summary.json`` chose it) instead of choosing among every candidate:
+            the refit teacher of ``make refit`` then fits one candidate, not all.
         refit: fit the chosen heads again on train + val + test (the shipped model's teacher).
         features_cache: folder of the cached window features (default ``DIR/features``; share
             one between the held-out and the refit teacher: the features do not depend on it).
@@ -93,6 +96,7 @@ class TeacherConfig:
     weights: list[str] | str = field(default_factory=lambda: ["checkpoints/msd_musicnn.pt"])
     max_windows: int = 10
     embeddings: list[str] = field(default_factory=lambda: list(EMBEDDINGS))
+    embedding: str | None = None
     refit: bool = False
     features_cache: str | None = None
     threads: int | None = None
@@ -220,6 +224,12 @@ def build(mapping: dict | None, out: str | os.PathLike) -> DistillTargetsSummary
             f"{config.manifest}: no train clip could be read (see {out / SKIPPED_NAME})"
         )
     candidates = candidate_embeddings(list(weights), config.embeddings)
+    if config.embedding:
+        named = [c for c in candidates if c.name == config.embedding]
+        if not named:
+            known = ", ".join(c.name for c in candidates)
+            raise SourceError(f"embedding: {config.embedding!r} is not a candidate ({known})")
+        candidates = named
     teacher, table = fit_teacher(kept, features, spec, candidates, config.refit)
     tag_model, tagger = next(iter(weights.items()))
     taggram = _taggram(tagger) if tagger.get("tag_names") else None
