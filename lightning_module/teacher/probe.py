@@ -7,7 +7,8 @@ of its windows' probabilities, as :class:`~lightning_module.inference.tagger.Tag
 - embedding (:class:`Embedding`): which pretrained taggers (``MSD_musicnn``, ``MTT_musicnn``, ...:
   each alone, and all of them concatenated) and what of each: ``musicnn`` (the 200-d penultimate
   layer) or ``musicnn_pooled`` (+ its time-pooled front/mid-end features, 1706-d); one for all
-  heads, as they share one network;
+  heads, as they share one network; chosen first, every head fitted on clip means (fast), by
+  the mean val score over heads;
 - unit: one row per clip (its windows' mean features) or one row per window (every 3 s crop is a
   training example, labelled with its clip's label);
 - regularisation: ``C`` of the logistic regressions, ``alpha`` of the ridge regressions.
@@ -261,6 +262,7 @@ def choose_head(
     n_out: int,
     windows: Sequence[np.ndarray],
     split: np.ndarray,
+    units: Sequence[str] = UNITS,
 ) -> tuple[HeadChoice, LinearHead]:
     """Fit every (unit, strength) on train rows, score on val rows, keep the best."""
     labelled = _labelled(kind, y)
@@ -272,7 +274,7 @@ def choose_head(
     strengths = ALPHAS if kind == "regression" else CS
     best: tuple[float, str, float, LinearHead] | None = None
     scores: dict[str, float] = {}
-    for unit in UNITS:
+    for unit in units:
         x, target = train.design(unit)
         for strength in strengths:
             head = _fit(kind, x, target, strength, n_out)
@@ -339,7 +341,8 @@ def fit_teacher(
         features: per track id, its window features by pretrained model.
         spec: the task (label names, feature statistics): the student's own, so both agree.
         embeddings: candidates (:func:`candidate_embeddings`); the one with the best mean val
-            score over heads wins.
+            score over heads, each fitted on clip means, wins; then its heads are chosen among
+            every unit and strength.
         refit: after choosing on val, fit the chosen heads again on train + val + test.
 
     Returns:
@@ -350,26 +353,46 @@ def fit_teacher(
     taught = [f for f in spec.feature_names if f not in NOT_TAUGHT and df[f].notna().any()]
     targets = head_targets(df, spec, taught)
     table: list[dict[str, Any]] = []
-    best: tuple[float, Teacher] | None = None
-    for embedding in embeddings:
-        windows = [embedding.of(features[t]) for t in df["track_id"]]
-        heads: dict[str, LinearHead] = {}
-        choices: list[HeadChoice] = []
-        for name, (kind, y, names) in targets.items():
-            choice, head = choose_head(name, kind, y, len(names), windows, split)
-            if refit:
-                head = refit_head(choice, kind, y, len(names), windows)
-            heads[name], choices = head, [*choices, choice]
-            table += [
-                {"embedding": embedding.name, "head": name, "candidate": k, "val": v}
-                for k, v in choice.scores.items()
-            ]
-        mean = float(np.nanmean([c.score for c in choices])) if choices else 0.0
-        teacher = Teacher(embedding, heads, {k: v[2] for k, v in targets.items()}, choices)
-        if best is None or mean > best[0]:
-            best = (mean, teacher)
-    assert best is not None
-    return best[1], table
+    winner = embeddings[0]
+    if len(embeddings) > 1:
+        # Stage 1: every embedding with one row per clip (its windows' mean), ten times fewer
+        # rows than the window unit: which taggers to read is decided here, cheaply.
+        best = -np.inf
+        for embedding in embeddings:
+            teacher, rows = _fit_embedding(embedding, df, features, targets, split, ("clip",))
+            table += [{**row, "stage": "embedding"} for row in rows]
+            mean = float(np.nanmean([c.score for c in teacher.choices]))
+            if mean > best:
+                best, winner = mean, embedding
+    # Stage 2: the chosen embedding, every unit and strength per head.
+    teacher, rows = _fit_embedding(winner, df, features, targets, split, UNITS, refit)
+    return teacher, table + [{**row, "stage": "heads"} for row in rows]
+
+
+def _fit_embedding(
+    embedding: Embedding,
+    df: pd.DataFrame,
+    features: Mapping[str, ClipFeatures],
+    targets: dict,
+    split: np.ndarray,
+    units: Sequence[str],
+    refit: bool = False,
+) -> tuple[Teacher, list[dict[str, Any]]]:
+    """Every head chosen on val for one embedding (and refitted on every split if ``refit``)."""
+    windows = [embedding.of(features[t]) for t in df["track_id"]]
+    heads: dict[str, LinearHead] = {}
+    choices: list[HeadChoice] = []
+    rows: list[dict[str, Any]] = []
+    for name, (kind, y, names) in targets.items():
+        choice, head = choose_head(name, kind, y, len(names), windows, split, units)
+        if refit:
+            head = refit_head(choice, kind, y, len(names), windows)
+        heads[name], choices = head, [*choices, choice]
+        rows += [
+            {"embedding": embedding.name, "head": name, "candidate": k, "val": v}
+            for k, v in choice.scores.items()
+        ]
+    return Teacher(embedding, heads, {k: v[2] for k, v in targets.items()}, choices), rows
 
 
 def member_backbone(model: str, kind: str) -> str:
