@@ -12,9 +12,14 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
-from lightning_module.model.backbones.musicnn import MusicnnBackbone, load_pretrained
+from lightning_module.model.backbones.musicnn import (
+    MusicnnBackbone,
+    init_from_pretrained,
+    load_pretrained,
+)
 from lightning_module.model.backbones.musicnn_vgg import MusicnnVggBackbone
 
 #: Architecture (the suffix of musicnn's model names) → backbone class.
@@ -69,3 +74,43 @@ def build_pretrained_backbone(
             f"({detail[-1] if detail else err})"
         ) from err
     return backbone.eval()
+
+
+def init_vgg_from_pretrained(
+    backbone: nn.Module,
+    path: str | os.PathLike,
+    tag_head: nn.Linear | None = None,
+    tag_names: list[str] | None = None,
+) -> list[str]:
+    """Load a ``*_vgg`` file into ``backbone`` (``--model.pretrained`` of the ``musicnn_vgg``
+    backbones) and start ``tag_head`` from the teacher's taggram, as
+    :func:`~.musicnn.init_from_pretrained` does; a file of the other architecture is refused in
+    one line.
+
+    Each row of ``tag_head`` named like a teacher tag gets the teacher's weights on the first
+    ``taggram_dim`` inputs (the penultimate layer) and zeros on the pooled features that a
+    ``musicnn_vgg_pooled`` embedding appends, so the student starts out agreeing with the teacher.
+
+    Returns:
+        The tag names that were initialised from the teacher.
+    """
+    data = load_pretrained(path)
+    if backbone_class(data) is not MusicnnVggBackbone:
+        raise ValueError(
+            f"{path}: holds {data.get('model') or 'musicnn'} weights; the musicnn_vgg backbone "
+            "needs MSD_vgg or MTT_vgg (scripts/convert_musicnn.py --model MSD_vgg)"
+        )
+    init_from_pretrained(backbone, path)
+    if tag_head is None or not tag_names:
+        return []
+    teacher = {name: i for i, name in enumerate(data.get("tag_names") or [])}
+    width = backbone.taggram_dim
+    copied: list[str] = []
+    with torch.no_grad():
+        for row, name in enumerate(tag_names):
+            if name in teacher:
+                tag_head.weight[row].zero_()
+                tag_head.weight[row, :width] = backbone.tag_head.weight[teacher[name]]
+                tag_head.bias[row] = backbone.tag_head.bias[teacher[name]]
+                copied.append(name)
+    return copied
