@@ -2,9 +2,11 @@
 
     python scripts/convert_musicnn.py --out checkpoints/msd_musicnn.pt            # MSD_musicnn
     python scripts/convert_musicnn.py --model MTT_musicnn --out checkpoints/mtt_musicnn.pt
+    python scripts/convert_musicnn.py --model MSD_vgg --out checkpoints/msd_vgg.pt   # or MTT_vgg
 
 Reads the checkpoint shipped inside the installed ``musicnn`` wheel (``make musicnn``); nothing is
-downloaded. Then fine-tune: ``scripts/train.py --model.backbone musicnn --model.pretrained PATH``.
+downloaded. Then fine-tune: ``scripts/train.py --model.backbone musicnn --model.pretrained PATH``
+(``--model.backbone musicnn_vgg`` for a ``*_vgg`` file).
 """
 
 from __future__ import annotations

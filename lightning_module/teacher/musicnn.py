@@ -1,5 +1,7 @@
 """The musicnn teacher: its pretrained TensorFlow graph run on our float32 log-mel, and the
-converter of its checkpoint into :class:`~lightning_module.model.backbones.musicnn.MusicnnBackbone`.
+converter of its checkpoints into :class:`~lightning_module.model.backbones.musicnn.MusicnnBackbone`
+(``*_musicnn``) or :class:`~lightning_module.model.backbones.musicnn_vgg.MusicnnVggBackbone`
+(``*_vgg``).
 
 This is the only module that imports TensorFlow, and only inside functions, so the rest of the
 project never needs it. Install the optional teacher with ``make musicnn`` (``pip install -e
@@ -31,13 +33,14 @@ from datamodules.io import atomic_open
 from lightning_module.model.backbones.musicnn import (
     MUSICNN_FRONTEND,
     PATCH_FRAMES,
-    MusicnnBackbone,
     musicnn_logmel,
     tag_slug,
 )
+from lightning_module.model.backbones.musicnn_vgg import MusicnnVggBackbone
+from lightning_module.model.backbones.pretrained import ARCHITECTURES, architecture
 from lightning_module.model.frontend import LogMel
 
-MODELS: tuple[str, ...] = ("MSD_musicnn", "MTT_musicnn")
+MODELS: tuple[str, ...] = ("MSD_musicnn", "MTT_musicnn", "MSD_vgg", "MTT_vgg")
 DEFAULT_MODEL = "MSD_musicnn"
 
 
@@ -162,6 +165,26 @@ def _variable_map() -> dict[str, tuple[str, str]]:
     return mapping
 
 
+def _vgg_variable_map() -> dict[str, tuple[str, str]]:
+    """PyTorch key → (TF variable, layout) for ``vgg()``: its convolutions are named ``1CNN`` …
+    ``5CNN``; its BatchNorms are numbered in build order (the input's first)."""
+    mapping = {f"input_norm.{k}": v for k, v in _batch_norm("batch_normalization").items()}
+    for i in range(MusicnnVggBackbone.BLOCKS):
+        mapping[f"blocks.{i}.conv.weight"] = (f"{i + 1}CNN/kernel", "conv2d")
+        mapping[f"blocks.{i}.conv.bias"] = (f"{i + 1}CNN/bias", "copy")
+        norm = _batch_norm(f"batch_normalization_{i + 1}")
+        mapping.update({f"blocks.{i}.norm.{k}": v for k, v in norm.items()})
+    # The dense layer reads pool5 flattened in TF's (time, band, channel) order, which is the
+    # order MusicnnVggBackbone flattens in: the kernel only needs transposing.
+    mapping["tag_head.weight"] = ("dense/kernel", "dense")
+    mapping["tag_head.bias"] = ("dense/bias", "copy")
+    return mapping
+
+
+#: Architecture → its variable map (see :data:`~.backbones.pretrained.ARCHITECTURES`).
+VARIABLE_MAPS = {"musicnn": _variable_map, "vgg": _vgg_variable_map}
+
+
 def _to_torch(value: np.ndarray, layout: str) -> torch.Tensor:
     if layout == "conv2d":  # TF (kh, kw, in, out) → PyTorch (out, in, kh, kw)
         value = value.transpose(3, 2, 0, 1)
@@ -173,15 +196,16 @@ def _to_torch(value: np.ndarray, layout: str) -> torch.Tensor:
 
 
 def convert_checkpoint(model: str = DEFAULT_MODEL) -> dict[str, Any]:
-    """``model``'s checkpoint as weights for :class:`MusicnnBackbone` (default size).
+    """``model``'s checkpoint as weights for :class:`MusicnnBackbone` (``*_musicnn``) or
+    :class:`MusicnnVggBackbone` (``*_vgg``), default size.
 
     Returns:
         ``{"state_dict": OrderedDict, "tag_names": [...], "model": model}``; every backbone key is
         filled and every trained TF variable is used exactly once (checked).
     """
     variables = read_checkpoint(model)
-    mapping = _variable_map()
-    reference = MusicnnBackbone().state_dict()
+    mapping = VARIABLE_MAPS[architecture(model)]()
+    reference = ARCHITECTURES[architecture(model)]().state_dict()
     state: OrderedDict[str, torch.Tensor] = OrderedDict()
     for key, expected in reference.items():
         if key.endswith("num_batches_tracked"):
@@ -216,7 +240,7 @@ class MusicnnTeacher:
     """musicnn's own TensorFlow graph with its pretrained weights, in a private graph and session.
 
     Args:
-        model: ``MSD_musicnn`` or ``MTT_musicnn``.
+        model: one of :data:`MODELS`.
         threads: TensorFlow intra-op threads (default: PyTorch's thread count).
         batch_size: patches per ``session.run``.
     """
@@ -234,9 +258,11 @@ class MusicnnTeacher:
         self.frontend = teacher_frontend().eval()
         self.graph = tf.Graph()
         with self.graph.as_default():
-            # Any number of frames: the graph pools over time (musicnn itself fixes 187).
+            # musicnn pools over time, so any number of frames (musicnn itself fixes 187); the
+            # VGG's dense layer reads a map whose size depends on it: 187 only.
+            frames = PATCH_FRAMES if architecture(model) == "vgg" else None
             self.input = tf.compat.v1.placeholder(
-                tf.float32, [None, None, MUSICNN_FRONTEND["n_mels"]]
+                tf.float32, [None, frames, MUSICNN_FRONTEND["n_mels"]]
             )
             with warnings.catch_warnings():  # tf.compat.v1.layers deprecation, once per layer
                 warnings.simplefilter("ignore")

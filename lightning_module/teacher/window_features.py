@@ -22,11 +22,8 @@ from datamodules.audio import window_starts
 from datamodules.builds import file_key
 from datamodules.io import atomic_open, file_sha256
 from datamodules.schema import spread_evenly
-from lightning_module.model.backbones.musicnn import (
-    MusicnnBackbone,
-    load_pretrained,
-    musicnn_logmel,
-)
+from lightning_module.model.backbones.musicnn import musicnn_logmel
+from lightning_module.model.backbones.pretrained import build_pretrained_backbone
 
 #: Bump when the window cutting or the stored features change (old cache files are then ignored).
 FEATURES_VERSION = "musicnn-windows-v1"
@@ -58,14 +55,14 @@ class FrozenMusicnn(nn.Module):
     """(W, samples) 16 kHz windows → musicnn's features of each (eval mode, no gradients).
 
     Args:
-        weights: a file written by ``scripts/convert_musicnn.py``.
+        weights: a file written by ``scripts/convert_musicnn.py``, of any of its models (the
+            file says which architecture it holds: ``*_musicnn`` or ``*_vgg``).
     """
 
     def __init__(self, weights: str | os.PathLike) -> None:
         super().__init__()
         self.frontend = musicnn_logmel()
-        self.backbone = MusicnnBackbone()
-        self.backbone.load_state_dict(load_pretrained(weights)["state_dict"])
+        self.backbone = build_pretrained_backbone(weights)
         self.eval()
 
     @torch.inference_mode()

@@ -21,6 +21,8 @@ from lightning_module.model.backbones.musicnn import (
     MusicnnBackbone,
     init_from_pretrained,
 )
+from lightning_module.model.backbones.musicnn_vgg import MusicnnVggBackbone
+from lightning_module.model.backbones.pretrained import init_vgg_from_pretrained
 from lightning_module.model.backbones.resnet import ResNetBackbone
 from lightning_module.model.spec import TaggerSpec
 
@@ -71,6 +73,19 @@ BACKBONES: dict[str, Backbone] = {
         ),
         fixed={**MUSICNN_FRONTEND, "embed_dim": MusicnnBackbone.EMBED_DIM},
         init_pretrained=init_from_pretrained,
+    ),
+    # musicnn's VGG taggers (MSD_vgg / MTT_vgg) on the same input: a second, different teacher.
+    "musicnn_vgg": Backbone(
+        build=lambda spec: MusicnnVggBackbone(n_mels=spec.n_mels, dropout=spec.dropout),
+        fixed={**MUSICNN_FRONTEND, "embed_dim": MusicnnVggBackbone.EMBED_DIM},
+        init_pretrained=init_vgg_from_pretrained,
+    ),
+    "musicnn_vgg_pooled": Backbone(
+        build=lambda spec: MusicnnVggBackbone(
+            n_mels=spec.n_mels, dropout=spec.dropout, pooled_embedding=True
+        ),
+        fixed={**MUSICNN_FRONTEND, "embed_dim": MusicnnVggBackbone.EMBED_DIM},
+        init_pretrained=init_vgg_from_pretrained,
     ),
     # Several of the above side by side (spec.backbone_members, in order), embeddings concatenated:
     # the accurate teacher that reads more than one pretrained tagger (teacher/probe.py).

@@ -1,0 +1,116 @@
+"""Which backbone class holds a converted musicnn file, and that backbone with its weights loaded.
+
+``scripts/convert_musicnn.py`` writes ``{"state_dict", "tag_names", "model"}`` for any of the four
+taggers of the ``musicnn`` wheel; ``"model"`` (``MSD_musicnn``, ``MTT_musicnn``, ``MSD_vgg``,
+``MTT_vgg``) names the architecture. Files written before the VGG ports carry no ``"model"`` or a
+``*_musicnn`` one: they are :class:`MusicnnBackbone` files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from lightning_module.model.backbones.musicnn import (
+    MusicnnBackbone,
+    init_from_pretrained,
+    load_pretrained,
+)
+from lightning_module.model.backbones.musicnn_vgg import MusicnnVggBackbone
+
+#: Architecture (the suffix of musicnn's model names) → backbone class.
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "musicnn": MusicnnBackbone,
+    "vgg": MusicnnVggBackbone,
+}
+
+
+def architecture(model: str) -> str:
+    """``"MSD_vgg"`` → ``"vgg"``; ValueError (one line) for a name of no known architecture."""
+    suffix = model.rsplit("_", 1)[-1]
+    if suffix not in ARCHITECTURES:
+        raise ValueError(
+            f"unknown musicnn model {model!r} (architectures: {', '.join(ARCHITECTURES)})"
+        )
+    return suffix
+
+
+def backbone_class(data: Mapping[str, Any]) -> type[nn.Module]:
+    """The class whose state dict a :func:`load_pretrained` result holds (no ``"model"``: the
+    original musicnn)."""
+    return ARCHITECTURES[architecture(str(data.get("model") or "MSD_musicnn"))]
+
+
+def build_pretrained_backbone(
+    weights_file: str | os.PathLike, pooled_embedding: bool = False
+) -> nn.Module:
+    """The backbone of a converted file (:class:`MusicnnBackbone` or :class:`MusicnnVggBackbone`)
+    with its weights loaded, in eval mode.
+
+    Args:
+        weights_file: a file written by ``scripts/convert_musicnn.py``.
+        pooled_embedding: also put the pooled intermediate features in ``forward``'s embedding.
+
+    Raises:
+        ValueError: one line naming the file when it is missing, unreadable, of an unknown model
+            or its weights do not fit the architecture it names.
+    """
+    data = load_pretrained(weights_file)
+    try:
+        cls = backbone_class(data)
+    except ValueError as err:
+        raise ValueError(f"{weights_file}: {err}") from err
+    backbone = cls(pooled_embedding=pooled_embedding)
+    try:
+        backbone.load_state_dict(data["state_dict"])
+    except RuntimeError as err:
+        detail = [line.strip() for line in str(err).splitlines() if line.strip()]
+        raise ValueError(
+            f"{weights_file}: weights do not fit the {cls.__name__} "
+            f"({detail[-1] if detail else err})"
+        ) from err
+    return backbone.eval()
+
+
+def init_vgg_from_pretrained(
+    backbone: nn.Module,
+    path: str | os.PathLike,
+    tag_head: nn.Linear | None = None,
+    tag_names: list[str] | None = None,
+) -> list[str]:
+    """Load a ``*_vgg`` file into ``backbone`` (``--model.pretrained`` of the ``musicnn_vgg``
+    backbones) and start ``tag_head`` from the teacher's taggram, as
+    :func:`~.musicnn.init_from_pretrained` does; a file of the other architecture is refused in
+    one line.
+
+    Each row of ``tag_head`` named like a teacher tag gets the teacher's weights on the first
+    ``taggram_dim`` inputs (the penultimate layer) and zeros on the pooled features that a
+    ``musicnn_vgg_pooled`` embedding appends, so the student starts out agreeing with the teacher.
+
+    Returns:
+        The tag names that were initialised from the teacher.
+    """
+    data = load_pretrained(path)
+    if backbone_class(data) is not MusicnnVggBackbone:
+        raise ValueError(
+            f"{path}: holds {data.get('model') or 'musicnn'} weights; the musicnn_vgg backbone "
+            "needs MSD_vgg or MTT_vgg (scripts/convert_musicnn.py --model MSD_vgg)"
+        )
+    init_from_pretrained(backbone, path)
+    if tag_head is None or not tag_names:
+        return []
+    teacher = {name: i for i, name in enumerate(data.get("tag_names") or [])}
+    width = backbone.taggram_dim
+    copied: list[str] = []
+    with torch.no_grad():
+        for row, name in enumerate(tag_names):
+            if name in teacher:
+                tag_head.weight[row].zero_()
+                tag_head.weight[row, :width] = backbone.tag_head.weight[teacher[name]]
+                tag_head.bias[row] = backbone.tag_head.bias[teacher[name]]
+                copied.append(name)
+    return copied
