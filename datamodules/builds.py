@@ -10,7 +10,6 @@ This module holds exactly that and imports no source, so both sides can use it.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import typing
 from collections.abc import Mapping
@@ -90,24 +89,3 @@ def file_key(path: str | os.PathLike, *parts: object) -> str:
     stat = path.stat()
     text = "|".join(map(str, (path.resolve(), stat.st_size, stat.st_mtime_ns, *parts)))
     return hashlib.sha1(text.encode()).hexdigest()
-
-
-class ClipCache:
-    """Per-clip JSON values in one folder, written atomically: an interrupted teacher run resumes
-    without recomputing what it finished (see :func:`file_key`)."""
-
-    def __init__(self, folder: str | os.PathLike) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-
-    def get(self, key: str) -> dict | None:
-        """The cached mapping under ``key``, or None (absent or unreadable: recompute)."""
-        path = self.folder / f"{key}.json"
-        try:
-            value = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return value if isinstance(value, dict) else None
-
-    def put(self, key: str, value: Mapping[str, object]) -> None:
-        write_json_atomic(self.folder / f"{key}.json", dict(value))

@@ -5,7 +5,9 @@
         --out reports/teacher_probe
 
 Fits on train, picks C on val, scores test per source; prints a Markdown table and writes
-results.json / results.md into --out. Descriptors are cached in --out (re-runs are free).
+results.json / results.md into --out. The window features are cached per clip in --features-cache
+(default --out/features; re-runs are free): give it the accurate teacher's DIR/features to share
+them (same weights, --max-patches equal to its max_windows).
 """
 
 from __future__ import annotations
@@ -20,13 +22,9 @@ import torch
 
 from datamodules.audio import load_audio
 from datamodules.manifest import ManifestError, read_manifest
-from lightning_module.evaluation.teacher_probe import (
-    TeacherDescriptor,
-    describe,
-    format_results,
-    probe,
-)
+from lightning_module.evaluation.teacher_probe import format_results, probe
 from lightning_module.model.backbones.musicnn import MUSICNN_FRONTEND
+from lightning_module.teacher.clip_descriptor import TeacherDescriptor, describe
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", required=True, help="file from scripts/convert_musicnn.py")
     parser.add_argument("--out", default="reports/teacher_probe", help="report folder")
     parser.add_argument("--max-patches", type=int, default=4, help="3 s patches per clip")
+    parser.add_argument(
+        "--features-cache", default=None, help="folder of cached window features (--out/features)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         rows,
         lambda path: torch.from_numpy(load_audio(path, rate, min_duration=1.0)),
         descriptor,
-        cache=out / f"descriptors_{args.max_patches}.npz",
+        cache=args.features_cache or out / "features",
         progress=not args.quiet,
     )
     kept = rows.set_index("track_id").loc[ids].reset_index()

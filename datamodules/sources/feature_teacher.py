@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -38,15 +39,13 @@ from datamodules.analysis.vibenet import (
     run_vibenet,
     vibenet_executable,
 )
-from datamodules.audio import AudioError, load_audio
+from datamodules.audio import load_audio
 from datamodules.builds import (
     MANIFEST_NAME,
     SKIPPED_NAME,
     SUMMARY_NAME,
-    ClipCache,
     Skip,
     SourceError,
-    file_key,
     from_mapping,
     write_skipped,
     write_summary,
@@ -60,6 +59,7 @@ from datamodules.manifest import (
     read_manifest,
     write_manifest,
 )
+from datamodules.teacher_pass import ClipCache, teacher_pass
 
 SOURCE = "features"
 CACHE_DIR = "feature_cache"
@@ -69,6 +69,11 @@ TEACHERS = {
     "tempo": "teacher:librosa-tempo",
     "loudness": "teacher:bs1770",
     "vibenet": "teacher:vibenet",
+}
+#: The analysers run on the decoded signal: name → (version, (wave, sample rate) → value).
+SIGNAL_TEACHERS = {
+    "tempo": (tempo_teacher.VERSION, tempo_teacher.estimate_tempo),
+    "loudness": (loudness_teacher.VERSION, loudness_teacher.integrated_loudness),
 }
 
 
@@ -150,63 +155,51 @@ def _analyse_signal(
 ) -> tuple[dict[str, dict[str, float]], list[tuple[str, str, str]]]:
     """Tempo and loudness of every file (cached); returns values by path and (path, reason,
     detail) problems."""
-    analysers = []
-    if config.tempo:
-        analysers.append(("tempo", tempo_teacher.VERSION))
-    if config.loudness:
-        analysers.append(("loudness", loudness_teacher.VERSION))
-    values: dict[str, dict[str, float]] = {}
-    problems: list[tuple[str, str, str]] = []
-    if not analysers:
-        return values, problems
-    caches = {name: ClipCache(out / CACHE_DIR / version) for name, version in analysers}
-    bar = tqdm(paths, desc=f"{SOURCE}: tempo/loudness", unit="clip", disable=not config.progress)
-    for path in bar:
-        key = str(path.resolve())
-        values[key] = {}
-        todo = []
-        for name, version in analysers:
-            cached = caches[name].get(file_key(path, version))
-            if cached is None:
-                todo.append((name, version))
-            else:
-                summary.cached[name] = summary.cached.get(name, 0) + 1
-                if cached.get("value") is not None:
-                    values[key][name] = float(cached["value"])
-                else:
-                    problems.append((key, f"no {name}", str(cached.get("reason", ""))))
-        if not todo:
-            continue
+    names = [name for name in SIGNAL_TEACHERS if getattr(config, name)]
+    if not names:
+        return {}, []
+    caches = {
+        name: ClipCache(out / CACHE_DIR / SIGNAL_TEACHERS[name][0], SIGNAL_TEACHERS[name][0])
+        for name in names
+    }
+
+    def measure(name: str, wave: np.ndarray) -> dict[str, object]:
         try:
-            wave = load_audio(path, tempo_teacher.SAMPLE_RATE)
-        except AudioError as err:
-            problems.append((key, "bad audio", str(err)))
-            continue
-        for name, version in todo:
-            try:
-                if name == "tempo":
-                    value = tempo_teacher.estimate_tempo(wave, tempo_teacher.SAMPLE_RATE)
-                else:
-                    value = loudness_teacher.integrated_loudness(wave, tempo_teacher.SAMPLE_RATE)
-                record: dict[str, object] = {"value": round(value, 4)}
-                values[key][name] = round(value, 4)
-            except ValueError as err:  # too short, silent: a reason, never -inf
-                record = {"value": None, "reason": str(err)}
-                problems.append((key, f"no {name}", f"{path}: {err}"))
-            caches[name].put(file_key(path, version), record)
-            summary.computed[name] = summary.computed.get(name, 0) + 1
+            return {"value": round(SIGNAL_TEACHERS[name][1](wave, tempo_teacher.SAMPLE_RATE), 4)}
+        except ValueError as err:  # too short, silent: a reason, never -inf
+            return {"value": None, "reason": str(err)}
+
+    found = teacher_pass(
+        [(str(path.resolve()), path) for path in paths],
+        caches,
+        decode=lambda path: load_audio(path, tempo_teacher.SAMPLE_RATE),
+        compute=measure,
+        desc=f"{SOURCE}: tempo/loudness",
+        progress=config.progress,
+    )
+    summary.computed.update(found.computed)
+    summary.cached.update(found.cached)
+    problems = [(s.track_id, s.reason, s.detail) for s in found.skips]
+    values: dict[str, dict[str, float]] = {}
+    for key, records in found.values.items():
+        values[key] = {}
+        for name, record in records.items():
+            if record.get("value") is not None:
+                values[key][name] = float(record["value"])
+            else:
+                problems.append((key, f"no {name}", f"{key}: {record.get('reason', '')}"))
     return values, problems
 
 
 def _analyse_vibenet(
     paths: list[Path], executable: str, config: FeatureTeacherConfig, out: Path, summary
 ) -> tuple[dict[str, dict[str, float]], list[tuple[str, str, str]]]:
-    cache = ClipCache(out / CACHE_DIR / VIBENET_VERSION)
+    cache = ClipCache(out / CACHE_DIR / VIBENET_VERSION, VIBENET_VERSION)
     values: dict[str, dict[str, float]] = {}
     problems: list[tuple[str, str, str]] = []
     todo: list[Path] = []
     for path in paths:
-        cached = cache.get(file_key(path, VIBENET_VERSION))
+        cached = cache.get(path)
         if cached is None:
             todo.append(path)
             continue
@@ -225,11 +218,11 @@ def _analyse_vibenet(
             key = str(path.resolve())
             if key in found:
                 values[key] = found[key]
-                cache.put(file_key(path, VIBENET_VERSION), {"values": found[key]})
+                cache.put(path, {"values": found[key]})
             else:
                 reason = f"{path}: vibenet could not read it"
                 problems.append((key, "no vibenet", reason))
-                cache.put(file_key(path, VIBENET_VERSION), {"values": None, "reason": reason})
+                cache.put(path, {"values": None, "reason": reason})
             summary.computed["vibenet"] = summary.computed.get("vibenet", 0) + 1
         bar.update(len(chunk))
     bar.close()

@@ -23,29 +23,28 @@ never overwritten.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
-from datamodules.audio import AudioError, load_audio
+from datamodules.audio import load_audio
 from datamodules.builds import (
     MANIFEST_NAME,
     SKIPPED_NAME,
     SUMMARY_NAME,
-    Skip,
     SourceError,
-    file_key,
     from_mapping,
     write_skipped,
     write_summary,
 )
-from datamodules.io import atomic_open
 from datamodules.manifest import TAG_PREFIX, ManifestError, read_manifest, write_manifest
+from datamodules.teacher_pass import FileCache, teacher_pass
 
 SOURCE = "musicnn"
 CACHE_DIR = "teacher_cache"
@@ -153,26 +152,28 @@ class TagLabellingSummary:
         return "\n".join(lines)
 
 
-def cache_key(audio: Path, model: str) -> str:
-    """Names the cached probabilities of ``audio`` under ``model``; changes when the file does."""
-    return file_key(audio, model, PIPELINE_VERSION)  # the key earlier runs cached under
+class TagCache(FileCache[np.ndarray]):
+    """A clip's averaged tag probabilities, (tags,) float32 ``.npy`` files keyed on the audio file
+    and the model (the key earlier runs cached under)."""
 
+    suffix = ".npy"
 
-def _save_atomic(path: Path, probabilities: np.ndarray) -> None:
-    with atomic_open(path, "wb") as f:  # a file object: np.save would append ".npy" to a name
-        np.save(f, probabilities.astype(np.float32))
+    def __init__(self, folder: str | os.PathLike, model: str, n_tags: int) -> None:
+        super().__init__(folder, model, PIPELINE_VERSION)
+        self.n_tags = n_tags
 
+    def prepare(self, value: np.ndarray) -> np.ndarray:
+        return np.asarray(value, np.float32)
 
-def _load_cached(path: Path, n_tags: int) -> np.ndarray | None:
-    """Cached probabilities, or None when absent or unusable (then they are recomputed)."""
-    if not path.is_file():
-        return None
-    try:
-        value = np.load(path)
-    except (OSError, ValueError):
-        return None
-    ok = value.shape == (n_tags,) and np.isfinite(value).all()
-    return value if ok and (value >= 0).all() and (value <= 1).all() else None
+    def read(self, f: IO[bytes]) -> np.ndarray:
+        return np.load(f)
+
+    def write(self, f: IO[bytes], value: np.ndarray) -> None:
+        np.save(f, value)  # a file object: np.save would append ".npy" to a name
+
+    def valid(self, value: np.ndarray) -> bool:
+        ok = value.shape == (self.n_tags,) and np.isfinite(value).all()
+        return bool(ok and (value >= 0).all() and (value <= 1).all())
 
 
 def _fill(
@@ -207,53 +208,34 @@ def build(mapping: dict | None, out: str | os.PathLike) -> TagLabellingSummary:
         names = tag_names(config.model)  # needs the wheel, not TensorFlow
     except TeacherUnavailableError as err:
         raise SourceError(str(err)) from err
-    cache = out / CACHE_DIR / config.model
-    cache.mkdir(parents=True, exist_ok=True)
     summary = TagLabellingSummary(
         source=config.name, out=str(out), model=config.model, rows=len(df)
     )
-    skips: list[Skip] = []
-    probabilities: dict[int, np.ndarray] = {}
-    teacher = None
-    rows = tqdm(
-        list(df.itertuples()),
+    teacher = functools.cache(lambda: _teacher(config))  # TensorFlow only when there is work
+    found = teacher_pass(
+        zip(df["track_id"], df["audio_path"], strict=True),
+        {"tags": TagCache(out / CACHE_DIR / config.model, config.model, len(names))},
+        decode=lambda audio: load_audio(
+            audio,
+            MUSICNN_FRONTEND["sample_rate"],
+            min_duration=config.min_duration,
+            allow_silence=False,
+        ),
+        compute=lambda _, wave: teacher().tag(wave),
         desc=f"{SOURCE}: tagging",
-        unit="clip",
-        disable=not config.progress,
+        progress=config.progress,
     )
-    for row in rows:
-        audio = Path(row.audio_path)
-        try:
-            if not audio.is_file():
-                raise AudioError(f"{audio}: file not found")
-            cached_file = cache / f"{cache_key(audio, config.model)}.npy"
-            value = _load_cached(cached_file, len(names))
-            if value is not None:
-                summary.cached += 1
-            else:
-                wave = load_audio(
-                    audio,
-                    MUSICNN_FRONTEND["sample_rate"],
-                    min_duration=config.min_duration,
-                    allow_silence=False,
-                )
-                if teacher is None:  # TensorFlow is loaded only when there is work to do
-                    teacher = _teacher(config)
-                value = teacher.tag(wave)
-                _save_atomic(cached_file, value)
-                summary.computed += 1
-        except AudioError as err:
-            skips.append(Skip(str(row.track_id), "bad audio", str(err), str(audio)))
-            continue
-        probabilities[row.Index] = value
+    summary.computed, summary.cached = found.clips_computed, found.clips_cached
+    skips = found.skips
 
     out.mkdir(parents=True, exist_ok=True)
     write_skipped(out / SKIPPED_NAME, skips)
-    if not probabilities:
+    if not found.values:
         raise SourceError(f"{config.manifest}: no clip could be tagged (see {out / SKIPPED_NAME})")
-    kept = df.loc[list(probabilities)].copy()
+    kept = df[df["track_id"].isin(found.values)].copy()
+    probabilities = [found.values[track_id]["tags"] for track_id in kept["track_id"]]
     tags = pd.DataFrame(
-        np.stack(list(probabilities.values())).astype(np.float64).round(5),
+        np.stack(probabilities).astype(np.float64).round(5),
         index=kept.index,
         columns=[f"{TAG_PREFIX}{name}" for name in names],
     )

@@ -10,18 +10,17 @@ backbone), so a head fitted here gives the same outputs inside :class:`TaggerNet
 from __future__ import annotations
 
 import os
-import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
 from torch import nn
 
 from datamodules.audio import window_starts
-from datamodules.builds import file_key
-from datamodules.io import atomic_open, file_sha256
+from datamodules.io import file_sha256
 from datamodules.schema import spread_evenly
+from datamodules.teacher_pass import FileCache
 from lightning_module.model.backbones.musicnn import musicnn_logmel
 from lightning_module.model.backbones.pretrained import build_pretrained_backbone
 
@@ -86,45 +85,34 @@ def clip_windows(wave: torch.Tensor, max_windows: int) -> tuple[list[int], torch
     return starts, torch.stack([wave[s : s + window] for s in starts])
 
 
-class FeatureCache:
+class FeatureCache(FileCache[WindowFeatures]):
     """Per-clip :class:`WindowFeatures` files in one folder, written atomically, keyed on the
     audio file (path, size, mtime), the weights digest, the window cap and the version."""
 
+    suffix = ".npz"
+
     def __init__(self, folder: str | os.PathLike, weights_sha: str, max_windows: int) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.parts = (weights_sha, max_windows, FEATURES_VERSION)
+        super().__init__(folder, weights_sha, max_windows, FEATURES_VERSION)
 
-    def path(self, audio: str | os.PathLike) -> Path:
-        return self.folder / f"{file_key(audio, *self.parts)}.npz"
+    def read(self, f: IO[bytes]) -> WindowFeatures:
+        with np.load(f) as data:
+            return WindowFeatures(data["starts"], data["penultimate"], data["pooled"])
 
-    def get(self, audio: str | os.PathLike) -> WindowFeatures | None:
-        """The cached features, or None when absent or unreadable (then they are recomputed)."""
-        path = self.path(audio)
-        if not path.is_file():
-            return None
-        try:
-            with np.load(path) as data:
-                value = WindowFeatures(data["starts"], data["penultimate"], data["pooled"])
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-            return None
+    def valid(self, value: WindowFeatures) -> bool:
         finite = np.isfinite(value.penultimate).all() and np.isfinite(value.pooled).all()
-        same = len(value.starts) == len(value.penultimate) == len(value.pooled) > 0
-        return value if finite and same else None
+        return bool(finite and len(value.starts) == len(value.penultimate) == len(value.pooled) > 0)
 
-    def put(self, audio: str | os.PathLike, value: WindowFeatures) -> WindowFeatures:
-        """Store ``value``; returns it as stored, which is what a later :meth:`get` returns.
-
-        Callers use the returned value, so a first run and a rerun from the cache fit the same
-        heads to the same numbers (the pooled features are stored in float16)."""
-        stored = WindowFeatures(
+    def prepare(self, value: WindowFeatures) -> WindowFeatures:
+        # Callers use the stored value, so a first run and a rerun from the cache fit the same
+        # heads to the same numbers.
+        return WindowFeatures(
             starts=value.starts.astype(np.float32),
             penultimate=value.penultimate.astype(np.float32),
             pooled=value.pooled.astype(np.float16),  # 1506 values per window: half the disk
         )
-        with atomic_open(self.path(audio), "wb") as f:
-            np.savez(f, starts=stored.starts, penultimate=stored.penultimate, pooled=stored.pooled)
-        return stored
+
+    def write(self, f: IO[bytes], value: WindowFeatures) -> None:
+        np.savez(f, starts=value.starts, penultimate=value.penultimate, pooled=value.pooled)
 
 
 def extract(model: FrozenMusicnn, wave: torch.Tensor, max_windows: int) -> WindowFeatures:

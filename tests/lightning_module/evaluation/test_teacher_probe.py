@@ -11,13 +11,9 @@ import torch
 
 from datamodules.audio import load_audio
 from datamodules.manifest import read_manifest
-from lightning_module.evaluation.teacher_probe import (
-    TeacherDescriptor,
-    describe,
-    format_results,
-    probe,
-)
+from lightning_module.evaluation.teacher_probe import format_results, probe
 from lightning_module.model.backbones.musicnn import MusicnnBackbone
+from lightning_module.teacher.clip_descriptor import TeacherDescriptor, describe
 
 
 @pytest.fixture
