@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -31,14 +32,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
-from datamodules.audio import AudioError, load_audio
+from datamodules.audio import load_audio
 from datamodules.builds import (
     MANIFEST_NAME,
     SKIPPED_NAME,
     SUMMARY_NAME,
-    Skip,
     SourceError,
     from_mapping,
     write_skipped,
@@ -47,10 +46,11 @@ from datamodules.builds import (
 from datamodules.io import atomic_open
 from datamodules.loading.teacher_targets import OUTPUTS_NAME, TeacherOutputs
 from datamodules.manifest import ManifestError, write_manifest
+from datamodules.teacher_pass import teacher_pass
 from lightning_module.inference.device import DeviceError, resolve_device
+from lightning_module.teacher.clip_descriptor import tag_head
 from lightning_module.teacher.probe import (
     EMBEDDINGS,
-    LinearHead,
     candidate_embeddings,
     fit_teacher,
     teacher_checkpoint,
@@ -187,35 +187,20 @@ def build(mapping: dict | None, out: str | os.PathLike) -> DistillTargetsSummary
     }
     paths = dict(zip(weights, config.weights, strict=True))
     summary = DistillTargetsSummary(source=SOURCE, out=str(out), rows=len(df), refit=config.refit)
-    models: dict[str, FrozenMusicnn] = {}
-    features, skips = {}, []
-    for row in tqdm(
-        list(df.itertuples()), desc="teacher: features", unit="clip", disable=not config.progress
-    ):
-        audio = Path(row.audio_path)
-        try:
-            if not audio.is_file():
-                raise AudioError(f"{audio}: file not found")
-            clip = {name: cache.get(audio) for name, cache in caches.items()}
-            missing = [name for name, value in clip.items() if value is None]
-            if missing:
-                wave = torch.from_numpy(
-                    load_audio(
-                        audio, SAMPLE_RATE, min_duration=config.min_duration, allow_silence=False
-                    )
-                )
-                for name in missing:  # each tagger is loaded only when a clip is not cached
-                    if name not in models:
-                        models[name] = FrozenMusicnn(paths[name]).to(config.device)
-                    value = extract(models[name], wave, config.max_windows)
-                    clip[name] = caches[name].put(audio, value)
-                summary.computed += 1
-            else:
-                summary.cached += 1
-        except AudioError as err:
-            skips.append(Skip(str(row.track_id), "bad audio", str(err), str(audio)))
-            continue
-        features[row.track_id] = clip
+    # Each tagger is loaded only when a clip's features are not cached.
+    model = functools.cache(lambda name: FrozenMusicnn(paths[name]).to(config.device))
+    found = teacher_pass(
+        zip(df["track_id"], df["audio_path"], strict=True),
+        caches,
+        decode=lambda audio: torch.from_numpy(
+            load_audio(audio, SAMPLE_RATE, min_duration=config.min_duration, allow_silence=False)
+        ),
+        compute=lambda name, wave: extract(model(name), wave, config.max_windows),
+        desc="teacher: features",
+        progress=config.progress,
+    )
+    features, skips = found.values, found.skips
+    summary.computed, summary.cached = found.clips_computed, found.clips_cached
     out.mkdir(parents=True, exist_ok=True)
     write_skipped(out / SKIPPED_NAME, skips)
     kept = df[df["track_id"].isin(features)].reset_index(drop=True)
@@ -232,7 +217,7 @@ def build(mapping: dict | None, out: str | os.PathLike) -> DistillTargetsSummary
         candidates = named
     teacher, table = fit_teacher(kept, features, spec, candidates, config.refit)
     tag_model, tagger = next(iter(weights.items()))
-    taggram = _taggram(tagger) if tagger.get("tag_names") else None
+    taggram = tag_head(tagger) if tagger.get("tag_names") else None
     outputs = _outputs(kept, features, teacher, taggram, spec, tagger, tag_model)
     outputs.save(out / OUTPUTS_NAME)
     summary.labelled = len(kept)
@@ -247,14 +232,6 @@ def build(mapping: dict | None, out: str | os.PathLike) -> DistillTargetsSummary
     write_manifest(kept, out / MANIFEST_NAME)
     write_summary(out / SUMMARY_NAME, record)
     return summary
-
-
-def _taggram(weights: dict) -> LinearHead:
-    state = weights["state_dict"]
-    return LinearHead(
-        state["tag_head.weight"].numpy().astype(np.float32),
-        state["tag_head.bias"].numpy().astype(np.float32),
-    )
 
 
 def _outputs(
