@@ -158,8 +158,8 @@ def format_markdown(report: dict[str, Any]) -> str:
                         f"{_f(reg['pearson_r'])} / {_f(reg['spearman'])} / {_f(reg['mae'])} | | | |"
                     )
         lines += _genre_tag_lines(entry.get("genre_tags"))
-        lines += rating_lines(entry.get("ratings"))
         lines += key_lines(entry.get("key"))
+        lines += rating_lines(entry.get("ratings"))
         lines.append("")
         for task in CLASS_TASKS:
             scores = entry.get(task, {})
