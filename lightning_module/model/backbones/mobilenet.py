@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lightning_module.model.backbones.resnet import ResNetBackbone
+
 
 class SqueezeExcite(nn.Module):
     """Channel gates from the block's mean activation. Shapes: (B, C, F, T) → same."""
@@ -54,10 +56,10 @@ class InvertedResidual(nn.Module):
         return x + out if self.residual else out
 
 
-class MobileNetBackbone(nn.Module):
-    """Strided stem, ``len(blocks)`` stages of inverted residual blocks that double the channels
-    and halve the resolution, then the same pooling and projection as the residual CNN (mean over
-    frequency, mean + max over time).
+class MobileNetBackbone(ResNetBackbone):
+    """The residual CNN's layout (strided stem, ``len(blocks)`` stages that double the channels
+    and halve the resolution, mean over frequency and mean + max over time, projection) with
+    inverted residual blocks and hard-swish: wider for the same compute.
 
     Args:
         width: channels of the first stage (the stem has ``width`` too).
@@ -68,6 +70,9 @@ class MobileNetBackbone(nn.Module):
     Shapes: (batch, 1, n_mels, frames) → (batch, embed_dim).
     """
 
+    block = InvertedResidual
+    activation = nn.Hardswish
+
     def __init__(
         self,
         width: int = 16,
@@ -75,31 +80,4 @@ class MobileNetBackbone(nn.Module):
         embed_dim: int = 128,
         dropout: float = 0.2,
     ) -> None:
-        super().__init__()
-        self.embed_dim = embed_dim
-        self.input_norm = nn.BatchNorm2d(1)
-        self.stem = nn.Sequential(
-            nn.Conv2d(1, width, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(width),
-            nn.Hardswish(inplace=True),
-        )
-        stages, channels = [], width
-        for i, n in enumerate(blocks):
-            out = width * 2**i
-            stage = [InvertedResidual(channels, out, stride=1 if i == 0 else 2)]
-            stage += [InvertedResidual(out, out, stride=1) for _ in range(n - 1)]
-            stages.append(nn.Sequential(*stage))
-            channels = out
-        self.stages = nn.Sequential(*stages)
-        self.project = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(2 * channels, embed_dim), nn.ReLU(inplace=True)
-        )
-
-    def frontend_modules(self) -> list[nn.Module]:
-        """The input BatchNorm and the strided stem (``--model.freeze frontend``)."""
-        return [self.input_norm, self.stem]
-
-    def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        x = self.stages(self.stem(self.input_norm(spec)))
-        x = x.mean(dim=2)  # (batch, channels, frames)
-        return self.project(torch.cat([x.mean(dim=-1), x.amax(dim=-1)], dim=1))
+        super().__init__(width=width, blocks=blocks, embed_dim=embed_dim, dropout=dropout)

@@ -51,6 +51,11 @@ class ResNetBackbone(nn.Module):
     Shapes: (batch, 1, n_mels, frames) → (batch, embed_dim).
     """
 
+    #: The block of every stage: ``block(in_channels, out_channels, stride)``; and the stem's
+    #: activation. A subclass swaps them (``MobileNetBackbone``) and keeps the rest.
+    block: type[nn.Module] = ResidualBlock
+    activation: type[nn.Module] = nn.ReLU
+
     def __init__(
         self,
         width: int = 32,
@@ -64,13 +69,13 @@ class ResNetBackbone(nn.Module):
         self.stem = nn.Sequential(
             nn.Conv2d(1, width, 3, stride=2, padding=1, bias=False),
             nn.BatchNorm2d(width),
-            nn.ReLU(inplace=True),
+            self.activation(inplace=True),
         )
         stages, channels = [], width
         for i, n in enumerate(blocks):
             out = width * 2**i
-            stage = [ResidualBlock(channels, out, stride=1 if i == 0 else 2)]
-            stage += [ResidualBlock(out, out) for _ in range(n - 1)]
+            stage = [self.block(channels, out, 1 if i == 0 else 2)]
+            stage += [self.block(out, out, 1) for _ in range(n - 1)]
             stages.append(nn.Sequential(*stage))
             channels = out
         self.stages = nn.Sequential(*stages)
