@@ -89,7 +89,26 @@ class _MidendConv(nn.Module):
         return self.norm(F.relu(self.conv(x)))
 
 
-class MusicnnBackbone(nn.Module):
+class PretrainedTagger(nn.Module):
+    """What musicnn's taggers share once ``features`` is defined: the embedding (penultimate
+    layer, after dropout, plus the pooled features when ``pooled_embedding``) and the taggram.
+    Subclasses set ``features``, ``dropout``, ``pooled_embedding``, ``tag_head`` and
+    ``taggram_dim``."""
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        features = self.features(spec)
+        embedding = self.dropout(features["penultimate"])
+        if self.pooled_embedding:
+            return torch.cat([embedding, features["max_pool"], features["mean_pool"]], dim=1)
+        return embedding
+
+    def taggram(self, spec: torch.Tensor) -> torch.Tensor:
+        """The teacher's own tag logits (sigmoid gives its tag probabilities; for a VGG clip of
+        several patches, the mean of their logits)."""
+        return self.tag_head(self(spec)[:, : self.taggram_dim])
+
+
+class MusicnnBackbone(PretrainedTagger):
     """musicnn as a backbone: log-mel → 200-d embedding (its penultimate layer) + taggram head.
 
     Args:
@@ -180,17 +199,6 @@ class MusicnnBackbone(nn.Module):
             "mean_pool": mean_pool,
             "penultimate": self.dense_norm(hidden),
         }
-
-    def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        features = self.features(spec)
-        embedding = self.dropout(features["penultimate"])
-        if self.pooled_embedding:
-            return torch.cat([embedding, features["max_pool"], features["mean_pool"]], dim=1)
-        return embedding
-
-    def taggram(self, spec: torch.Tensor) -> torch.Tensor:
-        """The teacher's own tag logits (sigmoid gives its tag probabilities)."""
-        return self.tag_head(self(spec)[:, : self.taggram_dim])
 
 
 def load_pretrained(path: str | os.PathLike) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_module.model.backbones.musicnn import PATCH_FRAMES, TF_BN_EPS
+from lightning_module.model.backbones.musicnn import PATCH_FRAMES, TF_BN_EPS, PretrainedTagger
 
 #: (time, frequency) max-pool size and stride after each convolution, as in musicnn's ``vgg()``.
 POOLS: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (
@@ -72,7 +72,7 @@ class _VggBlock(nn.Module):
         return self.pool(self.norm(F.relu(self.conv(x))))
 
 
-class MusicnnVggBackbone(nn.Module):
+class MusicnnVggBackbone(PretrainedTagger):
     """musicnn's VGG as a backbone: log-mel → 256-d embedding (what its dense layer reads) + head.
 
     Args:
@@ -171,15 +171,3 @@ class MusicnnVggBackbone(nn.Module):
             "mean_pool": mean_pool.unflatten(0, (-1, n)).mean(dim=1),
             "penultimate": penultimate.unflatten(0, (-1, n)).mean(dim=1),
         }
-
-    def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        features = self.features(spec)
-        embedding = self.dropout(features["penultimate"])
-        if self.pooled_embedding:
-            return torch.cat([embedding, features["max_pool"], features["mean_pool"]], dim=1)
-        return embedding
-
-    def taggram(self, spec: torch.Tensor) -> torch.Tensor:
-        """The teacher's own tag logits (sigmoid gives its tag probabilities); for a clip of
-        several patches, the mean of their logits."""
-        return self.tag_head(self(spec)[:, : self.taggram_dim])
