@@ -176,7 +176,8 @@ class Evaluator:
         self.manifest = read_manifest(self.manifest_path, check_audio=False)
         self.baseline = baseline
 
-    def _cache(self, rows: pd.DataFrame) -> AudioCache:
+    def cache_for(self, rows: pd.DataFrame) -> AudioCache:
+        """The audio cache holding ``rows`` (decoded on first use)."""
         return build_cache(
             rows,
             self.cache_dir,
@@ -192,7 +193,7 @@ class Evaluator:
         fit_rows = df[df["split"].isin(["train", "val"])] if self.split != ALL else df.iloc[:0]
         use_baseline = self.baseline and (fit_rows["split"] == "train").any()
         # One cache over everything we read: the training run's cache when this is its manifest.
-        cache = self._cache(df if use_baseline else eval_rows)
+        cache = self.cache_for(df if use_baseline else eval_rows)
         decoded = eval_rows["track_id"].isin(cache.offsets.keys())
         skipped = eval_rows[~decoded]
         eval_rows = eval_rows[decoded].reset_index(drop=True)
