@@ -107,7 +107,8 @@ class TaggerSpec:
     tempo in BPM, loudness in dB, the rest 0-1), ``tag_names`` (teacher tags, multi-label).
     Input: mono audio at ``sample_rate`` Hz, windows of ``crop_seconds``; the log-mel front-end's
     settings are the group ``logmel`` (:class:`LogMelSettings`: FFT, hop, bands, compression).
-    Training: ``loss_weights`` (:class:`LossWeights`, one per task), what it was trained with.
+    Training: ``loss_weights`` (:class:`LossWeights`, one per task), what it was trained with
+    (all 1 where a format-1-6 file did not record them; not compared by ``==``).
     Provenance: ``feature_sources`` (per feature: train rows by ``human`` / ``table`` /
     ``synthetic`` / ``teacher:<name>``) and ``train_sources`` (train rows by manifest source);
     empty for checkpoints older than format 3 (unknown). Tempo: a head of ``tempo_bins``
@@ -151,7 +152,9 @@ class TaggerSpec:
     embed_dim: int = 256
     dropout: float = 0.2
     channels_last: bool = False
-    loss_weights: LossWeights = LossWeights()
+    # How it was trained, not what it computes: left out of ``==``, so a checkpoint and its ONNX
+    # export are one model even where an older format wrote no weights into the ONNX metadata.
+    loss_weights: LossWeights = field(default=LossWeights(), compare=False)
     format_version: int = field(default=FORMAT_VERSION)
 
     @classmethod
