@@ -45,16 +45,7 @@ FORMAT_6 = {
 def test_a_format_6_checkpoint_upgrades_into_the_groups() -> None:
     hp = upgrade(FORMAT_6)
     assert hp["format_version"] == FORMAT_VERSION == 7
-    assert hp["logmel"] == {
-        "n_fft": 1024,
-        "hop_length": 512,
-        "n_mels": 64,
-        "f_min": 20.0,
-        "f_max": 7600.0,
-        "compression": "db",
-        "mel_norm": None,
-        "mel_scale": "htk",
-    }
+    assert hp["logmel"] == LogMelSettings(1024, 512, 64, 20.0, 7600.0, "db", None, "htk").to_dict()
     assert hp["loss_weights"] == {
         "genre": 1.0,
         "mood": 0.8,
@@ -67,7 +58,7 @@ def test_a_format_6_checkpoint_upgrades_into_the_groups() -> None:
     assert not {"n_mels", "hop_length", "genre_weight", "key_weight"} & set(hp)  # no flat keys
     assert hp["distill_weight"] == 3.0 and hp["lr"] == 0.003  # MusicTagger's own, untouched
     spec = TaggerSpec.from_hparams(FORMAT_6)
-    assert spec.logmel == LogMelSettings(1024, 512, 64, 20.0, 7600.0)
+    assert spec.logmel == LogMelSettings.of(hp["logmel"])
     assert spec.loss_weights.weight("genre_tags") == 0.25 and spec.sample_rate == 16000
 
 
