@@ -47,7 +47,8 @@ class MusicTagger(pl.LightningModule):
         key_names, key_n_fft, key_hidden: the key head (``model.key.KeyBranch``; empty names:
             none), trained on the ``key`` batch targets (manifest ``key``/``mode`` columns).
         sample_rate: the rate audio is decoded at (Hz; the CLI links ``--data.sample_rate``).
-        logmel: the log-mel front-end (:class:`LogMelSettings`: ``--model.logmel.n_mels 64``).
+        logmel: the log-mel front-end (:class:`LogMelSettings`: ``--model.logmel.n_mels 64``;
+            its plain dict, as a checkpoint or a YAML section holds it, is taken too).
         crop_seconds: window length the model is trained on; inference windows long audio with it.
         freq_mask, time_mask, n_masks: SpecAugment (training only).
         backbone: a name in ``lightning_module.model.backbones.registry``: ``resnet``, or
@@ -63,7 +64,7 @@ class MusicTagger(pl.LightningModule):
             ``backbone``: the whole backbone, only the heads learn (a linear probe).
         width, blocks, embed_dim, dropout: backbone size.
         loss_weights: each task's loss weight (:class:`LossWeights`, keyed by task name:
-            ``--model.loss_weights.genre_tags 0.5``).
+            ``--model.loss_weights.genre_tags 0.5``; or its plain dict).
         distill_weight: weight of the loss against a teacher's soft targets of every crop (the
             data module's ``teacher_outputs``; 0: hard labels only). Each head's soft term is
             weighted like its hard loss. Not a task's weight, so not in ``loss_weights``: it
