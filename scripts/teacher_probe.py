@@ -23,7 +23,7 @@ import torch
 from datamodules.audio import load_audio
 from datamodules.manifest import ManifestError, read_manifest
 from lightning_module.evaluation.teacher_probe import format_results, probe
-from lightning_module.model.backbones.musicnn import MUSICNN_FRONTEND
+from lightning_module.model.backbones.musicnn import MUSICNN_SAMPLE_RATE
 from lightning_module.teacher.clip_descriptor import TeacherDescriptor, describe
 
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ManifestError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    rate = MUSICNN_FRONTEND["sample_rate"]
+    rate = MUSICNN_SAMPLE_RATE
     x, ids = describe(
         rows,
         lambda path: torch.from_numpy(load_audio(path, rate, min_duration=1.0)),

@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from datamodules.audio import AudioError, load_audio
-from lightning_module.model.backbones.musicnn import MUSICNN_FRONTEND
+from lightning_module.model.backbones.musicnn import MUSICNN_SAMPLE_RATE
 from lightning_module.teacher.musicnn import MODELS, TeacherUnavailableError, load_teacher
 
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     for path in args.audio:
         try:
-            wave = load_audio(path, MUSICNN_FRONTEND["sample_rate"], min_duration=1.0)
+            wave = load_audio(path, MUSICNN_SAMPLE_RATE, min_duration=1.0)
         except AudioError as err:
             print(f"error: {err}", file=sys.stderr)
             status = 2

@@ -49,6 +49,7 @@ from lightning_module.benchmark.teachers import measure_teachers, teacher_rows
 from lightning_module.benchmark.train_speed import DEFAULT_CONFIG, measure_training, model_defaults
 from lightning_module.inference.device import resolve_device
 from lightning_module.model.frontend import LogMel
+from lightning_module.model.settings import LogMelSettings
 
 __all__ = [  # machine_info: the runtime and service rows describe the machine the same way
     "BenchmarkConfig",
@@ -194,10 +195,7 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> BenchmarkResul
     dm.setup("fit")
     cache_seconds = time.perf_counter() - build_start
     defaults = model_defaults()
-    frontend = LogMel(
-        sample_rate=dm.hparams.sample_rate,
-        **{k: defaults[k] for k in ("n_fft", "hop_length", "n_mels") if k in defaults},
-    )
+    frontend = LogMel(LogMelSettings.of(defaults.get("logmel")), dm.hparams.sample_rate)
     say("loader: naive vs cached ...", flush=True)
     result.loader = measure_loader(dm, cfg, frontend)
     result.loader["cache_seconds"] = cache_seconds

@@ -190,7 +190,7 @@ def format_markdown(report: dict[str, Any]) -> str:
     ]
     for track_id, reason in counts.get("not_decodable", {}).items():
         lines.append(f"  - {track_id}: {reason}")
-    hp = report["hparams"]
+    hp = {**report["hparams"], **(report["hparams"].get("logmel") or {})}  # the mel settings too
     keys = (
         "genre_names",
         "mood_names",

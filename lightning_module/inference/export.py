@@ -107,7 +107,7 @@ def export_onnx(
     names = tuple(name for name in output_names() if name in present)
     batch = torch.export.Dim("batch", min=1, max=4096)
     # Reflect padding of the centred STFT needs more than n_fft / 2 samples.
-    samples = torch.export.Dim("samples", min=spec.n_fft // 2 + 1)
+    samples = torch.export.Dim("samples", min=spec.logmel.n_fft // 2 + 1)
     try:
         program = torch.onnx.export(
             ExportWrapper(net, names).eval(),

@@ -6,51 +6,38 @@ import torch
 import torchaudio
 from torch import nn
 
+from lightning_module.model.settings import LogMelSettings
+
 
 class LogMel(nn.Module):
     """Log-mel spectrogram, always computed in float32 (mel power overflows fp16).
 
     Args:
+        settings: FFT, hop, mel bands and compression (:class:`LogMelSettings`; ``db`` gives
+            10·log10(power + 1e-10) clipped 80 dB under the peak of each clip, ``log1p`` gives
+            log10(10000·power + 1), the input of the musicnn models).
         sample_rate: input sample rate in Hz.
-        n_fft: FFT size in samples.
-        hop_length: hop between frames in samples.
-        n_mels: number of mel bands.
-        f_min: lowest mel frequency in Hz.
-        f_max: highest mel frequency in Hz (``None``: Nyquist).
-        compression: ``"db"`` gives 10·log10(power + 1e-10) clipped 80 dB under the peak of each
-            clip; ``"log1p"`` gives log10(10000·power + 1), the input of the musicnn models.
-        norm: ``"slaney"`` or ``None``, torchaudio's mel filter normalisation.
-        mel_scale: ``"htk"`` or ``"slaney"``.
 
     Shapes: (batch, samples) → (batch, 1, n_mels, frames) float32, frames = samples // hop + 1.
     """
 
     def __init__(
-        self,
-        sample_rate: int = 16000,
-        n_fft: int = 512,
-        hop_length: int = 256,
-        n_mels: int = 96,
-        f_min: float = 0.0,
-        f_max: float | None = None,
-        compression: str = "db",
-        norm: str | None = None,
-        mel_scale: str = "htk",
+        self, settings: LogMelSettings = LogMelSettings(), sample_rate: int = 16000
     ) -> None:
         super().__init__()
-        if compression not in ("db", "log1p"):
-            raise ValueError(f"compression must be 'db' or 'log1p', not {compression!r}")
-        self.compression = compression
+        if settings.compression not in ("db", "log1p"):
+            raise ValueError(f"compression must be 'db' or 'log1p', not {settings.compression!r}")
+        self.compression = settings.compression
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate,
-            n_fft=n_fft,
-            hop_length=hop_length,
-            n_mels=n_mels,
-            f_min=f_min,
-            f_max=f_max,
+            n_fft=settings.n_fft,
+            hop_length=settings.hop_length,
+            n_mels=settings.n_mels,
+            f_min=settings.f_min,
+            f_max=settings.f_max,
             power=2.0,
-            norm=norm,
-            mel_scale=mel_scale,
+            norm=settings.mel_norm,
+            mel_scale=settings.mel_scale,
         )
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:

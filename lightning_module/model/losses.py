@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from datamodules.schema import IGNORE_INDEX
+from lightning_module.model.settings import LossWeights
 from lightning_module.model.tasks import TASKS, Task, loss_names
 from lightning_module.model.tempo import TempoTarget
 
@@ -93,25 +94,21 @@ class MultiTaskLoss(nn.Module):
     by ``distill_weight``) adds every head's loss against the teacher's view of the crop.
 
     Args:
-        weights: loss weight per task name (missing: 1.0).
-        named_weights: the same by each task's ``MusicTagger`` argument (``genre_tag_weight``).
+        weights: the loss weight of each task (:class:`LossWeights`, the spec's ``loss_weights``).
+        label_smoothing: for the classification losses.
+        tempo: what the tempo head is trained on (None: the model has no tempo head).
+        distill_weight: weight of ``distill_loss`` (0: hard labels only).
     """
 
     def __init__(
         self,
-        weights: Mapping[str, float] | None = None,
+        weights: LossWeights = LossWeights(),
         label_smoothing: float = 0.0,
         tempo: TempoTarget | None = None,
         distill_weight: float = 0.0,
-        **named_weights: float,
     ) -> None:
         super().__init__()
-        by_argument = {t.weight: t.name for t in TASKS}
-        unknown = sorted(set(named_weights) - set(by_argument))
-        if unknown:
-            raise TypeError(f"unknown loss weight(s): {', '.join(unknown)}")
-        weights = {**(weights or {}), **{by_argument[k]: v for k, v in named_weights.items()}}
-        self.weights = {t.loss_name: float(weights.get(t.name, 1.0)) for t in TASKS}
+        self.weights = {t.loss_name: weights.weight(t.name) for t in TASKS}
         self.weights["distill_loss"] = distill_weight
         self.label_smoothing = label_smoothing
         self.tempo = tempo

@@ -86,7 +86,7 @@ def build_network(spec: TaggerSpec | Mapping[str, Any]) -> TaggerNet:
         spec = TaggerSpec.from_hparams(spec)
     backbone = get_backbone(spec.backbone).build(spec)
     return TaggerNet(
-        frontend=LogMel(**spec.frontend_kwargs()),
+        frontend=LogMel(spec.logmel, spec.sample_rate),
         spec_augment=SpecAugment(spec.freq_mask, spec.time_mask, spec.n_masks),
         backbone=backbone,
         heads=MultiTaskHeads(backbone.embed_dim, {t.name: len(spec.names(t.name)) for t in TASKS}),

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from lightning_module.model.settings import LogMelSettings, LossWeights
 from lightning_module.model.tasks import task as task_entry
 
 #: Version of the hyperparameter layout written by this code. History:
@@ -24,7 +25,10 @@ from lightning_module.model.tasks import task as task_entry
 #: 4: ``genre_tag_names`` (the multi-label AllMusic genre-tag head); older checkpoints have none.
 #: 5: the key head (``key_names``, ``key_n_fft``, ``key_hidden``); older checkpoints have none.
 #: 6: ``backbone_members`` (the ``ensemble`` backbone's members); older checkpoints have none.
-FORMAT_VERSION = 6
+#: 7: the log-mel settings and the loss weights as two nested groups, ``logmel``
+#:    (:class:`LogMelSettings`) and ``loss_weights`` (:class:`LossWeights`, keyed by task name);
+#:    older checkpoints have them as flat keys (``n_mels``, ``genre_weight``), or no weights at all.
+FORMAT_VERSION = 7
 
 #: Defaults of fields that version-1 checkpoints may lack: what the code did before they existed.
 _V1_DEFAULTS: dict[str, Any] = {
@@ -36,6 +40,24 @@ _V1_DEFAULTS: dict[str, Any] = {
     "backbone": "resnet",
     "blocks": [1, 1, 1, 1],
 }
+#: Format 1-6 ``MusicTagger`` arguments of the loss weights → the task each weighs (format 7 keys
+#: ``loss_weights`` by task name).
+_V6_WEIGHT_ARGUMENTS: dict[str, str] = {
+    "genre_weight": "genre",
+    "mood_weight": "mood",
+    "feature_weight": "features",
+    "tag_weight": "tags",
+    "genre_tag_weight": "genre_tags",
+    "tempo_weight": "tempo",
+    "key_weight": "key",
+}
+#: Format 1-6 flat log-mel keys: the same names as the fields of :class:`LogMelSettings`.
+_LOGMEL_FIELDS = tuple(f.name for f in fields(LogMelSettings))
+
+
+def _plain(group: Any) -> dict[str, Any]:
+    """A group as a plain dict: a :class:`LogMelSettings` / :class:`LossWeights`, or its dict."""
+    return group.to_dict() if hasattr(group, "to_dict") else dict(group or {})
 
 
 def upgrade(hparams: Mapping[str, Any]) -> dict[str, Any]:
@@ -61,6 +83,13 @@ def upgrade(hparams: Mapping[str, Any]) -> dict[str, Any]:
         hp["key_names"] = []  # written before the key head existed: no such head
     if version < 6 and hp.get("backbone_members") is None:
         hp["backbone_members"] = []  # written before ensembles existed: a single backbone
+    if version < 7:  # flat keys into the two groups (missing ones: the group's defaults)
+        flat_mel = {f: hp.pop(f) for f in _LOGMEL_FIELDS if f in hp}
+        flat_weights = {t: hp.pop(a) for a, t in _V6_WEIGHT_ARGUMENTS.items() if a in hp}
+        # A group already there wins: unversioned values in the current layout (MusicTagger's own
+        # arguments) pass through here too, and the format-1 defaults above must not replace them.
+        hp["logmel"] = {**flat_mel, **_plain(hp.get("logmel"))}
+        hp["loss_weights"] = {**flat_weights, **_plain(hp.get("loss_weights"))}
     hp["format_version"] = FORMAT_VERSION
     return hp
 
@@ -76,9 +105,10 @@ class TaggerSpec:
     Task: ``genre_names`` / ``mood_names`` (classes; empty: no head), ``feature_names`` with the
     train-split ``feature_mean`` / ``feature_std`` (the head predicts z-scores; natural units:
     tempo in BPM, loudness in dB, the rest 0-1), ``tag_names`` (teacher tags, multi-label).
-    Input: mono audio at ``sample_rate`` Hz, windows of ``crop_seconds``; log-mel with ``n_fft``,
-    ``hop_length`` (samples), ``n_mels`` bands from ``f_min`` to ``f_max`` Hz, ``compression``
-    (``db`` or ``log1p``), torchaudio ``mel_norm`` / ``mel_scale``.
+    Input: mono audio at ``sample_rate`` Hz, windows of ``crop_seconds``; the log-mel front-end's
+    settings are the group ``logmel`` (:class:`LogMelSettings`: FFT, hop, bands, compression).
+    Training: ``loss_weights`` (:class:`LossWeights`, one per task), what it was trained with
+    (all 1 where a format-1-6 file did not record them; not compared by ``==``).
     Provenance: ``feature_sources`` (per feature: train rows by ``human`` / ``table`` /
     ``synthetic`` / ``teacher:<name>``) and ``train_sources`` (train rows by manifest source);
     empty for checkpoints older than format 3 (unknown). Tempo: a head of ``tempo_bins``
@@ -111,14 +141,7 @@ class TaggerSpec:
     tempo_max: float = 300.0
     sample_rate: int = 16000
     crop_seconds: float = 3.0
-    n_fft: int = 512
-    hop_length: int = 256
-    n_mels: int = 96
-    f_min: float = 0.0
-    f_max: float | None = None
-    compression: str = "db"
-    mel_norm: str | None = None
-    mel_scale: str = "htk"
+    logmel: LogMelSettings = LogMelSettings()
     freq_mask: int = 12
     time_mask: int = 24
     n_masks: int = 2
@@ -129,6 +152,9 @@ class TaggerSpec:
     embed_dim: int = 256
     dropout: float = 0.2
     channels_last: bool = False
+    # How it was trained, not what it computes: left out of ``==``, so a checkpoint and its ONNX
+    # export are one model even where an older format wrote no weights into the ONNX metadata.
+    loss_weights: LossWeights = field(default=LossWeights(), compare=False)
     format_version: int = field(default=FORMAT_VERSION)
 
     @classmethod
@@ -156,6 +182,8 @@ class TaggerSpec:
             )
         if "train_sources" in values:
             values["train_sources"] = dict(values["train_sources"] or {})
+        values["logmel"] = LogMelSettings.of(values.get("logmel"))
+        values["loss_weights"] = LossWeights.of(values.get("loss_weights"))
         if "key_sources" in values:
             values["key_sources"] = dict(values["key_sources"] or {})
         if "feature_names" in values:
@@ -167,7 +195,8 @@ class TaggerSpec:
         return cls(**values)
 
     def to_hparams(self) -> dict[str, Any]:
-        """Plain values (lists, not tuples) as stored in checkpoints and ONNX metadata."""
+        """Plain values (lists, not tuples; the groups as nested dicts) as stored in checkpoints
+        and ONNX metadata."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     # -- what the model was trained on -----------------------------------------------------------
@@ -220,20 +249,6 @@ class TaggerSpec:
     def window_samples(self) -> int:
         """Samples in one model window (``crop_seconds`` at ``sample_rate``)."""
         return int(round(self.crop_seconds * self.sample_rate))
-
-    def frontend_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :class:`~lightning_module.model.frontend.LogMel`."""
-        return {
-            "sample_rate": self.sample_rate,
-            "n_fft": self.n_fft,
-            "hop_length": self.hop_length,
-            "n_mels": self.n_mels,
-            "f_min": self.f_min,
-            "f_max": self.f_max,
-            "compression": self.compression,
-            "norm": self.mel_norm,
-            "mel_scale": self.mel_scale,
-        }
 
     @property
     def tempo_bin_names(self) -> tuple[str, ...]:

@@ -36,7 +36,7 @@ class Task:
         input: what the head reads (:data:`INPUTS`); not ``embedding`` means a branch module
             built by ``model.network.BRANCHES[name]``.
         loss: the loss function's name in ``model.losses.LOSSES``; ``loss_name`` what it is
-            logged as, ``weight`` the ``MusicTagger`` argument that weighs it.
+            logged as. Its weight is the field ``name`` of ``model.settings.LossWeights``.
         metrics: what training and evaluation report for it (names of ``training.metrics``).
         manifest_columns: manifest columns its targets come from (``<prefix>*``: a family).
         target, mask: the batch keys of its targets and of the mask of rows/entries that have
@@ -56,7 +56,6 @@ class Task:
     input: str = "embedding"
     loss: str = "masked_cross_entropy"
     loss_name: str = ""
-    weight: str = ""
     metrics: tuple[str, ...] = ()
     manifest_columns: tuple[str, ...] = ()
     target: str = ""
@@ -89,7 +88,6 @@ TASKS: list[Task] = [
         "single_label",
         labels="genre_names",
         loss_name="genre_loss",
-        weight="genre_weight",
         metrics=("acc", "f1"),
         manifest_columns=("genre",),
         target="genre",
@@ -104,7 +102,6 @@ TASKS: list[Task] = [
         "single_label",
         labels="mood_names",
         loss_name="mood_loss",
-        weight="mood_weight",
         metrics=("acc", "f1"),
         manifest_columns=("mood",),
         target="mood",
@@ -120,7 +117,6 @@ TASKS: list[Task] = [
         labels="feature_names",
         loss="masked_mse",
         loss_name="feature_loss",
-        weight="feature_weight",
         metrics=("r2", "r"),
         manifest_columns=FEATURES,
         target="features",
@@ -134,7 +130,6 @@ TASKS: list[Task] = [
         labels="tag_names",
         loss="masked_soft_bce",
         loss_name="tag_loss",
-        weight="tag_weight",
         metrics=("auroc",),
         manifest_columns=("tag_*",),
         target="tags",
@@ -149,7 +144,6 @@ TASKS: list[Task] = [
         labels="genre_tag_names",
         loss="masked_genre_tag_bce",
         loss_name="genre_tag_loss",
-        weight="genre_tag_weight",
         metrics=("auroc", "ap"),
         manifest_columns=("genre_tag_*",),
         target="genre_tags",
@@ -165,7 +159,6 @@ TASKS: list[Task] = [
         input="mel",
         loss="tempo_soft_cross_entropy",
         loss_name="tempo_loss",
-        weight="tempo_weight",
         metrics=("tempo_acc1", "tempo_acc2"),
         manifest_columns=("tempo",),
         target="features",
@@ -178,7 +171,6 @@ TASKS: list[Task] = [
         labels="key_names",
         input="wave",
         loss_name="key_loss",
-        weight="key_weight",
         metrics=("acc", "mirex"),
         manifest_columns=("key", "mode"),
         target="key",

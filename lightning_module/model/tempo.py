@@ -34,8 +34,10 @@ def tempo_branch(spec: TaggerSpec) -> TempoBranch | None:
     """The tempo head of a model with this spec (None: it has none)."""
     if not spec.tempo_bins:
         return None
-    frame_rate = spec.sample_rate / spec.hop_length
-    return TempoBranch(spec.tempo_bins, frame_rate, spec.tempo_min, spec.tempo_max, spec.n_mels)
+    frame_rate = spec.sample_rate / spec.logmel.hop_length
+    return TempoBranch(
+        spec.tempo_bins, frame_rate, spec.tempo_min, spec.tempo_max, spec.logmel.n_mels
+    )
 
 
 def tempo_target(spec: TaggerSpec) -> TempoTarget | None:

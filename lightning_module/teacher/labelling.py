@@ -201,7 +201,7 @@ def build(mapping: dict | None, out: str | os.PathLike) -> TagLabellingSummary:
         df = read_manifest(config.manifest, check_audio=False)
     except ManifestError as err:
         raise SourceError(str(err)) from err
-    from lightning_module.model.backbones.musicnn import MUSICNN_FRONTEND
+    from lightning_module.model.backbones.musicnn import MUSICNN_SAMPLE_RATE
     from lightning_module.teacher.musicnn import TeacherUnavailableError, tag_names
 
     try:
@@ -217,7 +217,7 @@ def build(mapping: dict | None, out: str | os.PathLike) -> TagLabellingSummary:
         {"tags": TagCache(out / CACHE_DIR / config.model, config.model, len(names))},
         decode=lambda audio: load_audio(
             audio,
-            MUSICNN_FRONTEND["sample_rate"],
+            MUSICNN_SAMPLE_RATE,
             min_duration=config.min_duration,
             allow_silence=False,
         ),

@@ -262,7 +262,7 @@ class MusicnnTeacher:
             # VGG's dense layer reads a map whose size depends on it: 187 only.
             frames = PATCH_FRAMES if architecture(model) == "vgg" else None
             self.input = tf.compat.v1.placeholder(
-                tf.float32, [None, frames, MUSICNN_FRONTEND["n_mels"]]
+                tf.float32, [None, frames, MUSICNN_FRONTEND.n_mels]
             )
             with warnings.catch_warnings():  # tf.compat.v1.layers deprecation, once per layer
                 warnings.simplefilter("ignore")

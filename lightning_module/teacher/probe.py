@@ -417,7 +417,11 @@ def teacher_checkpoint(
             the embedding's first model's tags are the checkpoint's.
         summary: what made it (choices, counts), stored beside the weights.
     """
-    from lightning_module.model.backbones.musicnn import MUSICNN_FRONTEND, tag_slug
+    from lightning_module.model.backbones.musicnn import (
+        MUSICNN_FRONTEND,
+        MUSICNN_SAMPLE_RATE,
+        tag_slug,
+    )
     from lightning_module.model.network import build_network
     from lightning_module.model.spec import FORMAT_VERSION, TaggerSpec
 
@@ -436,7 +440,8 @@ def teacher_checkpoint(
         "feature_sources": [spec.feature_sources[i] for i in index],
         "train_sources": dict(spec.train_sources),
         "tag_names": [tag_slug(t) for t in weights[models[0]].get("tag_names") or []],
-        **{k: v for k, v in MUSICNN_FRONTEND.items()},
+        "sample_rate": MUSICNN_SAMPLE_RATE,
+        "logmel": MUSICNN_FRONTEND.to_dict(),
         "crop_seconds": 3.0,
         "backbone": members[0] if len(members) == 1 else "ensemble",
         "backbone_members": members if len(members) > 1 else [],

@@ -32,7 +32,7 @@ from datamodules.io import atomic_path
 from datamodules.manifest import write_manifest
 from lightning_module.inference.checkpoint import load_checkpoint, load_network
 from lightning_module.model.key import KeyBranch
-from lightning_module.model.spec import FORMAT_VERSION, TaggerSpec
+from lightning_module.model.spec import FORMAT_VERSION, TaggerSpec, upgrade
 from lightning_module.model.tempo import TempoBranch
 from lightning_module.model.tempo_bins import tempo_bins
 from lightning_module.training.branch_data import (
@@ -318,9 +318,10 @@ def fit_branches(
         for name, sources in zip(old.feature_names, old.feature_sources, strict=False)
     ]
     learned = KEY_CANDIDATES[key_best.name][0] is not None
+    current = upgrade(source["hyper_parameters"])  # stamped with this format below: its layout
     hparams = {
-        **source["hyper_parameters"],
-        "feature_sources": feature_sources or source["hyper_parameters"].get("feature_sources"),
+        **current,
+        "feature_sources": feature_sources or current.get("feature_sources"),
         "key_sources": {"human": n_key} if learned else {"dsp:krumhansl": 0},
         "key_names": list(KEY_NAMES),
         "key_n_fft": spec.key_n_fft,

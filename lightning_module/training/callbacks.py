@@ -35,6 +35,16 @@ from lightning_module.plots import confusion_figure, figure_to_array, logmel_fig
 
 #: Hyperparameters too long to be useful as HParams columns (label lists, feature statistics).
 HPARAM_SKIP = {"feature_mean", "feature_std", "genre_names", "mood_names", "feature_names"}
+#: Hyperparameter groups shown field by field (``logmel.n_mels``), one HParams column each.
+HPARAM_GROUPS = ("logmel", "loss_weights")
+
+
+def flat_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """``hparams`` with each group of :data:`HPARAM_GROUPS` spread into ``group.field`` keys."""
+    flat = {k: v for k, v in hparams.items() if k not in HPARAM_GROUPS}
+    for group in HPARAM_GROUPS:
+        flat.update({f"{group}.{k}": v for k, v in (hparams.get(group) or {}).items()})
+    return flat
 
 
 def _name(names: list[str], index: int) -> str:
@@ -214,7 +224,7 @@ class TensorBoardStory(pl.Callback):
                     truth = _name(names, int(clip[task]))
                     parts.append(f"{task} {truth} → {names[k]} {float(guess[k]):.2f}")
             title = f"clip {i}: " + "; ".join(parts)
-            fig = logmel_figure(specs[i].numpy(), spec.sample_rate, spec.hop_length, title)
+            fig = logmel_figure(specs[i].numpy(), spec.sample_rate, spec.logmel.hop_length, title)
             writer.add_image(f"val_clips/logmel/{i}", figure_to_array(fig), step, dataformats="HWC")
             if not self._audio_logged:
                 writer.add_audio(
@@ -278,7 +288,7 @@ class TensorBoardStory(pl.Callback):
         self._write_projector(trainer.logger.experiment)
         params: dict[str, Any] = {
             k: v
-            for k, v in pl_module.hparams.items()
+            for k, v in flat_hparams(pl_module.hparams).items()
             if k not in HPARAM_SKIP and not k.startswith("_") and v is not None
         }
         datamodule = getattr(trainer, "datamodule", None)

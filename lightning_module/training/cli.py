@@ -7,9 +7,11 @@ import os
 import pickle
 import sys
 import types
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import Namespace
 from pytorch_lightning import Callback, Trainer
 from pytorch_lightning.callbacks import (
     LearningRateMonitor,
@@ -25,6 +27,7 @@ from datamodules.loading.datamodule import MusicDataModule
 from datamodules.schema import TASK_FIELDS
 from lightning_module.inference.errors import CheckpointError
 from lightning_module.model.backbones.registry import dictated_changes
+from lightning_module.model.settings import changes_said
 from lightning_module.training.callbacks import TensorBoardStory
 from lightning_module.training.module import MusicTagger
 from lightning_module.training.warm_start import DATA_FIELDS, load_source, source_settings
@@ -99,18 +102,18 @@ class TaggerCLI(LightningCLI):
         model = self.config.model
         if model.init_from:
             settings = source_settings(load_source(model.init_from).spec)
+            for said in changes_said(model.as_dict(), settings):
+                rank_zero_info(f"init_from {model.init_from}: model.{said}")
             for key, value in settings.items():
                 if key in DATA_FIELDS:
                     setattr(self.config.data, key, value)
-                if model.get(key) != value:
-                    rank_zero_info(f"init_from {model.init_from}: model.{key}={value}")
-                setattr(model, key, value)
+                _set(model, key, value)
         changed = dictated_changes(model.backbone, model.as_dict())
+        changed.pop("sample_rate", None)  # dictated_changes refuses a different rate: the data's
+        for said in changes_said(model.as_dict(), changed):
+            log.info("%s backbone: model.%s", model.backbone, said)
         for key, value in changed.items():
-            if key == "sample_rate":
-                continue  # dictated_changes refuses a different rate: it comes from the data
-            log.info("%s backbone: model.%s=%s", model.backbone, key, value)
-            setattr(model, key, value)
+            _set(model, key, value)
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
         """The progress bar (tqdm, refreshed every ``PROGRESS_REFRESH`` steps) and the model
@@ -127,6 +130,16 @@ class TaggerCLI(LightningCLI):
         ):
             callbacks = [*callbacks, ModelSummary()]
         return super()._instantiate_trainer(config, callbacks)
+
+
+def _set(config: Namespace, key: str, value: Any) -> None:
+    """Set ``config.key`` to a plain value; a group's dict field by field (the config keeps the
+    group as a nested namespace, which LightningCLI instantiates as the dataclass)."""
+    if isinstance(value, Mapping):
+        for name, field_value in value.items():
+            config[f"{key}.{name}"] = field_value
+    else:
+        config[key] = value
 
 
 def use_tensorboard_without_tensorflow() -> None:

@@ -17,8 +17,8 @@ from lightning_module.model.backbones.registry import (
 )
 from lightning_module.model.losses import MultiTaskLoss
 from lightning_module.model.network import build_network
+from lightning_module.model.settings import LogMelSettings, LossWeights
 from lightning_module.model.spec import FORMAT_VERSION, TaggerSpec
-from lightning_module.model.tasks import TASKS
 from lightning_module.model.tempo import tempo_target
 from lightning_module.training.metrics import SplitMetrics
 from lightning_module.training.optim import adamw_warmup_cosine
@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 class MusicTagger(pl.LightningModule):
     """Multi-task tagger: genre and mood classification, audio-feature regression, teacher tags.
 
-    Every argument is a plain value and is saved in the checkpoint, so a checkpoint alone rebuilds
-    the model (read back as a :class:`TaggerSpec`). The task arguments (label names, feature
-    statistics) are filled in from the data module by the CLI.
+    Every argument is saved in the checkpoint as plain values (the two groups as nested dicts), so
+    a checkpoint alone rebuilds the model (read back as a :class:`TaggerSpec`). The task arguments
+    (label names, feature statistics) are filled in from the data module by the CLI.
 
     Args:
         genre_names, mood_names: class names of the classification heads (empty: no head).
@@ -46,8 +46,9 @@ class MusicTagger(pl.LightningModule):
             on the ``tempo`` feature's rows; it then gives the predicted tempo.
         key_names, key_n_fft, key_hidden: the key head (``model.key.KeyBranch``; empty names:
             none), trained on the ``key`` batch targets (manifest ``key``/``mode`` columns).
-        sample_rate, n_fft, hop_length, n_mels, f_min, f_max, compression: log-mel frontend.
-        mel_norm, mel_scale: mel filterbank (torchaudio ``norm`` / ``mel_scale``).
+        sample_rate: the rate audio is decoded at (Hz; the CLI links ``--data.sample_rate``).
+        logmel: the log-mel front-end (:class:`LogMelSettings`: ``--model.logmel.n_mels 64``;
+            its plain dict, as a checkpoint or a YAML section holds it, is taken too).
         crop_seconds: window length the model is trained on; inference windows long audio with it.
         freq_mask, time_mask, n_masks: SpecAugment (training only).
         backbone: a name in ``lightning_module.model.backbones.registry``: ``resnet``, or
@@ -62,14 +63,13 @@ class MusicTagger(pl.LightningModule):
             BatchNorm statistics (fine-tuning on little data; ~3.5x cheaper per musicnn step);
             ``backbone``: the whole backbone, only the heads learn (a linear probe).
         width, blocks, embed_dim, dropout: backbone size.
-        genre_weight, mood_weight, feature_weight, tag_weight, tempo_weight, key_weight: loss
-            weights (each task's ``weight`` argument in ``model.tasks.TASKS``).
-        genre_tag_weight: loss weight of the genre-tag head (masked BCE on the rows that have
-            genre tags).
+        loss_weights: each task's loss weight (:class:`LossWeights`, keyed by task name:
+            ``--model.loss_weights.genre_tags 0.5``; or its plain dict).
         distill_weight: weight of the loss against a teacher's soft targets of every crop (the
             data module's ``teacher_outputs``; 0: hard labels only). Each head's soft term is
-            weighted like its hard loss.
-        label_smoothing: for the classification losses.
+            weighted like its hard loss. Not a task's weight, so not in ``loss_weights``: it
+            scales a second loss over every head, and only a recipe with a teacher sets it.
+        label_smoothing: for the classification losses (a target's shape, not a weight).
         lr, weight_decay, warmup_fraction: AdamW, linear warm-up then cosine decay.
         channels_last: NHWC backbone weights and spectrograms (same values, same checkpoint keys).
         compile: ``torch.compile`` the network for training and evaluation (inference runs the
@@ -95,14 +95,7 @@ class MusicTagger(pl.LightningModule):
         key_hidden: int = 16,
         sample_rate: int = 16000,
         crop_seconds: float = DEFAULT_CROP_SECONDS,
-        n_fft: int = 512,
-        hop_length: int = 256,
-        n_mels: int = 96,
-        f_min: float = 0.0,
-        f_max: float | None = None,
-        compression: str = "db",
-        mel_norm: str | None = None,
-        mel_scale: str = "htk",
+        logmel: LogMelSettings = LogMelSettings(),
         freq_mask: int = 12,
         time_mask: int = 24,
         n_masks: int = 2,
@@ -114,13 +107,7 @@ class MusicTagger(pl.LightningModule):
         blocks: list[int] | None = None,
         embed_dim: int = 256,
         dropout: float = 0.2,
-        genre_weight: float = 1.0,
-        mood_weight: float = 1.0,
-        feature_weight: float = 1.0,
-        tag_weight: float = 1.0,
-        tempo_weight: float = 1.0,
-        genre_tag_weight: float = 1.0,
-        key_weight: float = 1.0,
+        loss_weights: LossWeights = LossWeights(),
         distill_weight: float = 0.0,
         label_smoothing: float = 0.05,
         lr: float = 3e-3,
@@ -130,6 +117,10 @@ class MusicTagger(pl.LightningModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
+        # save_hyperparameters reads the arguments from here: the groups go into the checkpoint
+        # as plain dicts (weights_only loading), whether given as groups or as a checkpoint's dicts.
+        logmel = LogMelSettings.of(logmel).to_dict()
+        loss_weights = LossWeights.of(loss_weights).to_dict()
         self.save_hyperparameters()
         source, inherited = (
             warm_start_settings(init_from, self.hparams) if init_from else (None, {})
@@ -154,8 +145,7 @@ class MusicTagger(pl.LightningModule):
             entry.init_pretrained(self.net.backbone, pretrained, tag_head, spec.tag_names)
         self._frozen = freeze_modules(self.net.backbone, freeze)
         tempo = tempo_target(spec)
-        weights = {t.name: float(self.hparams.get(t.weight, 1.0)) for t in TASKS}
-        self.loss = MultiTaskLoss(weights, label_smoothing, tempo, distill_weight)
+        self.loss = MultiTaskLoss(spec.loss_weights, label_smoothing, tempo, distill_weight)
         # Attributes, not a ModuleDict: "train" would shadow nn.Module.train. Train metrics see
         # augmented crops and keep no loss means (training_step logs the losses itself).
         self.train_metrics = SplitMetrics.for_spec(spec, tempo, with_losses=False)

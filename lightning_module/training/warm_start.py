@@ -34,6 +34,7 @@ from torch import nn
 from lightning_module.inference.checkpoint import CheckpointError, load_checkpoint
 from lightning_module.inference.shipped import ShippedModelError, shipped_checkpoint
 from lightning_module.model.network import TaggerNet
+from lightning_module.model.settings import changes_said
 from lightning_module.model.spec import TaggerSpec
 from lightning_module.model.tasks import TASKS
 
@@ -42,20 +43,13 @@ SHIPPED = "shipped"
 
 #: Settings of the network's shape and input that the source dictates: its weights only fit (or,
 #: for the mel settings, only mean what they meant) with them. The model's own options, so the
-#: source's values replace the run's (each change logged).
+#: source's values replace the run's (each change logged); ``logmel`` as a whole group.
 ARCHITECTURE_FIELDS: tuple[str, ...] = (
     "backbone",
     "width",
     "blocks",
     "embed_dim",
-    "n_fft",
-    "hop_length",
-    "n_mels",
-    "f_min",
-    "f_max",
-    "compression",
-    "mel_norm",
-    "mel_scale",
+    "logmel",
     "tempo_bins",
     "tempo_min",
     "tempo_max",
@@ -119,7 +113,7 @@ def load_source(init_from: str | os.PathLike) -> Source:
 
 def source_settings(source: TaggerSpec) -> dict[str, Any]:
     """The source's architecture and data settings (:data:`ARCHITECTURE_FIELDS`,
-    :data:`DATA_FIELDS`) as plain config values (lists, not tuples)."""
+    :data:`DATA_FIELDS`) as plain config values (lists, not tuples; a group as its dict)."""
     values = source.to_hparams()
     return {name: values[name] for name in (*ARCHITECTURE_FIELDS, *DATA_FIELDS)}
 
@@ -163,7 +157,7 @@ def inherited_settings(source: Source, hparams: Mapping[str, Any], say: Say) -> 
     if changed:
         say(
             f"init_from {source.path}: the source's architecture: "
-            + ", ".join(f"{k}={v}" for k, v in changed.items())
+            + ", ".join(changes_said(current, changed))
         )
     if source.spec.train_sources:
         merged = Counter(own.train_sources) + Counter(source.spec.train_sources)

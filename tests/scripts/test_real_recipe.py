@@ -115,7 +115,7 @@ def test_real_recipe_runs_a_few_steps(tmp_path: Path) -> None:
     assert 0.0 <= report["sources"]["mood4q"]["features"]["energy"]["auc_vs_sign"]["cnn"] <= 1.0
     assert report["hparams"]["genre_tag_names"]  # the genre-tag head, weighted by real.yaml
     hparams = torch.load(checkpoint, map_location="cpu", weights_only=True)["hyper_parameters"]
-    assert hparams["genre_tag_weight"] == 0.5
+    assert hparams["loss_weights"]["genre_tags"] == 0.5
     assert report["sources"]["mood4q"]["genre_tags"]["n"] == 12  # only 4Q clips have genre tags
     assert "genre_tags" not in report["sources"]["gtzan"]
     assert report["headline"]["gtzan7"]["n_genre"] == 7

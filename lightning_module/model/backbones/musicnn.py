@@ -8,8 +8,8 @@ a 200-unit dense layer (the embedding) and a 50-tag output layer (the taggram he
 :mod:`lightning_module.teacher.musicnn` converts the TensorFlow checkpoint into this module's state
 dict; weights are made on the user's machine and never committed.
 
-Its input is musicnn's own log-mel (:data:`MUSICNN_FRONTEND`): 16 kHz, n_fft 512, hop 256, 96 Slaney
-mel bands, log10(10000·power + 1), computed in float32.
+Its input is musicnn's own log-mel (:data:`MUSICNN_FRONTEND` at :data:`MUSICNN_SAMPLE_RATE`):
+16 kHz, n_fft 512, hop 256, 96 Slaney mel bands, log10(10000·power + 1), computed in float32.
 """
 
 from __future__ import annotations
@@ -25,20 +25,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_module.model.frontend import LogMel
+from lightning_module.model.settings import LogMelSettings
 
+#: The sample rate musicnn was trained at (Hz): its input must be decoded at it.
+MUSICNN_SAMPLE_RATE = 16000
 #: LogMel settings that reproduce musicnn's librosa input (``librosa.feature.melspectrogram``
 #: defaults: Slaney mel scale and area normalisation, power 2, centred frames).
-MUSICNN_FRONTEND: dict[str, Any] = {
-    "sample_rate": 16000,
-    "n_fft": 512,
-    "hop_length": 256,
-    "n_mels": 96,
-    "f_min": 0.0,
-    "f_max": None,
-    "compression": "log1p",
-    "mel_norm": "slaney",
-    "mel_scale": "slaney",
-}
+MUSICNN_FRONTEND = LogMelSettings(
+    n_fft=512,
+    hop_length=256,
+    n_mels=96,
+    f_min=0.0,
+    f_max=None,
+    compression="log1p",
+    mel_norm="slaney",
+    mel_scale="slaney",
+)
 #: Frames of one musicnn input patch: 3 s at 16 kHz with hop 256 (``n_frames`` in its config).
 PATCH_FRAMES = 187
 #: tf.compat.v1.layers.batch_normalization's epsilon (PyTorch's default is 1e-5).
@@ -47,9 +49,7 @@ TF_BN_EPS = 1e-3
 
 def musicnn_logmel() -> LogMel:
     """Our LogMel set to musicnn's input (float32 throughout; see :data:`MUSICNN_FRONTEND`)."""
-    settings = dict(MUSICNN_FRONTEND)
-    settings["norm"] = settings.pop("mel_norm")
-    return LogMel(**settings)
+    return LogMel(MUSICNN_FRONTEND, MUSICNN_SAMPLE_RATE)
 
 
 def tag_slug(name: str) -> str:

@@ -18,16 +18,20 @@ from lightning_module.model.backbones.ensemble import EnsembleBackbone
 from lightning_module.model.backbones.mobilenet import MobileNetBackbone
 from lightning_module.model.backbones.musicnn import (
     MUSICNN_FRONTEND,
+    MUSICNN_SAMPLE_RATE,
     MusicnnBackbone,
     init_from_pretrained,
 )
 from lightning_module.model.backbones.musicnn_vgg import MusicnnVggBackbone
 from lightning_module.model.backbones.pretrained import init_vgg_from_pretrained
 from lightning_module.model.backbones.resnet import ResNetBackbone
+from lightning_module.model.settings import changes_said, plain
 from lightning_module.model.spec import TaggerSpec
 
 #: init(backbone, weights_path, tag_head_or_None, tag_names): load pretrained weights in place.
 PretrainedInit = Callable[[nn.Module, str, nn.Module | None, Sequence[str]], None]
+#: The input every musicnn-based backbone dictates: its pretrained weights only mean anything on it.
+MUSICNN_INPUT: dict[str, Any] = {"sample_rate": MUSICNN_SAMPLE_RATE, "logmel": MUSICNN_FRONTEND}
 
 
 @dataclass(frozen=True)
@@ -38,8 +42,8 @@ class Backbone:
         build: the ``nn.Module`` for a spec; it maps (batch, 1, n_mels, frames) log-mel to
             (batch, embed_dim) and has ``embed_dim`` and ``frontend_modules()``.
         fixed: hyperparameters the backbone dictates (its pretrained weights only make sense on
-            that input, or its embedding has that size); the CLI writes them into the config, so
-            the saved config and the checkpoint agree.
+            that input, or its embedding has that size), a group (``logmel``) as a whole; the CLI
+            writes them into the config, so the saved config and the checkpoint agree.
         init_pretrained: loads ``--model.pretrained`` weights, or None if it has none.
     """
 
@@ -61,30 +65,30 @@ BACKBONES: dict[str, Backbone] = {
         )
     ),
     "musicnn": Backbone(
-        build=lambda spec: MusicnnBackbone(n_mels=spec.n_mels, dropout=spec.dropout),
-        fixed={**MUSICNN_FRONTEND, "embed_dim": MusicnnBackbone.EMBED_DIM},
+        build=lambda spec: MusicnnBackbone(n_mels=spec.logmel.n_mels, dropout=spec.dropout),
+        fixed={**MUSICNN_INPUT, "embed_dim": MusicnnBackbone.EMBED_DIM},
         init_pretrained=init_from_pretrained,
     ),
     # The same network whose embedding also carries its time-pooled front/mid-end features: what
     # the accurate teacher's heads read (lightning_module/teacher/probe.py), frozen.
     "musicnn_pooled": Backbone(
         build=lambda spec: MusicnnBackbone(
-            n_mels=spec.n_mels, dropout=spec.dropout, pooled_embedding=True
+            n_mels=spec.logmel.n_mels, dropout=spec.dropout, pooled_embedding=True
         ),
-        fixed={**MUSICNN_FRONTEND, "embed_dim": MusicnnBackbone.EMBED_DIM},
+        fixed={**MUSICNN_INPUT, "embed_dim": MusicnnBackbone.EMBED_DIM},
         init_pretrained=init_from_pretrained,
     ),
     # musicnn's VGG taggers (MSD_vgg / MTT_vgg) on the same input: a second, different teacher.
     "musicnn_vgg": Backbone(
-        build=lambda spec: MusicnnVggBackbone(n_mels=spec.n_mels, dropout=spec.dropout),
-        fixed={**MUSICNN_FRONTEND, "embed_dim": MusicnnVggBackbone.EMBED_DIM},
+        build=lambda spec: MusicnnVggBackbone(n_mels=spec.logmel.n_mels, dropout=spec.dropout),
+        fixed={**MUSICNN_INPUT, "embed_dim": MusicnnVggBackbone.EMBED_DIM},
         init_pretrained=init_vgg_from_pretrained,
     ),
     "musicnn_vgg_pooled": Backbone(
         build=lambda spec: MusicnnVggBackbone(
-            n_mels=spec.n_mels, dropout=spec.dropout, pooled_embedding=True
+            n_mels=spec.logmel.n_mels, dropout=spec.dropout, pooled_embedding=True
         ),
-        fixed={**MUSICNN_FRONTEND, "embed_dim": MusicnnVggBackbone.EMBED_DIM},
+        fixed={**MUSICNN_INPUT, "embed_dim": MusicnnVggBackbone.EMBED_DIM},
         init_pretrained=init_vgg_from_pretrained,
     ),
     # Several of the above side by side (spec.backbone_members, in order), embeddings concatenated:
@@ -93,7 +97,7 @@ BACKBONES: dict[str, Backbone] = {
         build=lambda spec: EnsembleBackbone(
             [get_backbone(name).build(spec) for name in spec.backbone_members]
         ),
-        fixed=MUSICNN_FRONTEND,
+        fixed=MUSICNN_INPUT,
     ),
 }
 
@@ -108,8 +112,9 @@ def get_backbone(name: str) -> Backbone:
 def dictated_changes(
     name: str, hparams: Mapping[str, Any], log: logging.Logger | None = None
 ) -> dict[str, Any]:
-    """The hyperparameters backbone ``name`` dictates that ``hparams`` has otherwise (logged on
-    ``log`` when given).
+    """The hyperparameters backbone ``name`` dictates that ``hparams`` has otherwise, as plain
+    values (a group, ``logmel``, as its whole dict); the fields that change are logged on ``log``
+    when given (``logmel.compression=log1p``).
 
     Raises:
         ValueError: the sample rate differs: it comes from the data, so the user must set it.
@@ -123,9 +128,9 @@ def dictated_changes(
             f"the {name} backbone needs sample_rate {fixed['sample_rate']}, "
             f"not {hparams.get('sample_rate')} (set --data.sample_rate)"
         )
-    changed = {k: v for k, v in fixed.items() if hparams.get(k) != v}
+    changed = {k: plain(v) for k, v in fixed.items() if plain(hparams.get(k)) != plain(v)}
     if changed and log is not None:
-        log.info("%s backbone: %s", name, ", ".join(f"{k}={v}" for k, v in changed.items()))
+        log.info("%s backbone: %s", name, ", ".join(changes_said(hparams, changed)))
     return changed
 
 

@@ -14,6 +14,7 @@ from datamodules.loading.datamodule import MusicDataModule
 from datamodules.loading.teacher_targets import SoftTargets, TeacherOutputs
 from datamodules.manifest import read_manifest, write_manifest
 from datamodules.schema import TASK_FIELDS, TaskSpec
+from lightning_module.model.settings import LogMelSettings
 
 
 def fake_outputs(df: pd.DataFrame, spec: TaskSpec, seed: int = 0) -> TeacherOutputs:
@@ -97,7 +98,7 @@ def test_a_short_distillation_fit_lowers_the_loss_on_soft_targets(distill_data, 
         **{f: getattr(data, f) for f in TASK_FIELDS},
         width=8,
         embed_dim=32,
-        n_mels=32,
+        logmel=LogMelSettings(n_mels=32),
         distill_weight=1.0,
         freq_mask=0,
         time_mask=0,

@@ -9,6 +9,7 @@ import torch
 
 from lightning_module.inference.export import TOLERANCE, export_onnx
 from lightning_module.inference.tagger import Tagger
+from lightning_module.model.settings import LogMelSettings
 from lightning_module.training.module import MusicTagger
 
 
@@ -22,7 +23,7 @@ def test_tag_head_is_exported_and_matches(tmp_path: Path) -> None:
         feature_std=[0.2, 20.0],
         tag_names=["guitar", "piano", "voice"],
         crop_seconds=1.0,
-        n_mels=32,
+        logmel=LogMelSettings(n_mels=32),
         width=4,
         embed_dim=16,
     )
@@ -49,7 +50,7 @@ def test_genre_tag_head_is_exported_and_matches(tmp_path: Path) -> None:
         genre_names=["a", "b"],
         genre_tag_names=["Jazz", "Pop/Rock", "R&B"],
         crop_seconds=1.0,
-        n_mels=32,
+        logmel=LogMelSettings(n_mels=32),
         width=4,
         embed_dim=16,
     )

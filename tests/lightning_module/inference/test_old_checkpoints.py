@@ -75,7 +75,8 @@ def test_a_format_1_checkpoint_predicts_what_it_predicted() -> None:
 def test_upgrade_fills_what_format_1_lacked_and_refuses_the_future() -> None:
     old = {"sample_rate": 16000, "genre_names": ["a"], "mel_scale": None}
     hp = upgrade(old)
-    assert (hp["mel_norm"], hp["mel_scale"], hp["tag_names"], hp["channels_last"]) == (
+    logmel = hp["logmel"]
+    assert (logmel["mel_norm"], logmel["mel_scale"], hp["tag_names"], hp["channels_last"]) == (
         None,
         "htk",
         [],
@@ -93,7 +94,7 @@ def test_format_3_hparams_upgrade_without_genre_tags() -> None:
     assert upgrade(old)["genre_tag_names"] == []  # format 3 had no genre-tag head
     spec = TaggerSpec.from_hparams(old)
     assert spec.genre_tag_names == () and spec.names("genre_tags") == ()
-    assert spec.format_version == FORMAT_VERSION == 6 and spec.tag_names == ("x",)
+    assert spec.format_version == FORMAT_VERSION == 7 and spec.tag_names == ("x",)
     assert spec.backbone_members == ()  # format 6: no ensemble before it existed
     new = TaggerSpec.from_hparams({**spec.to_hparams(), "genre_tag_names": ["Jazz"]})
     assert new.genre_tag_names == ("Jazz",)

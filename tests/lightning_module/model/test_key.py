@@ -8,6 +8,7 @@ from datamodules.analysis.key import KEY_NAMES, key_index
 from datamodules.loading.augmentation import speed_change, speed_change_targets
 from lightning_module.model.key import KeyBranch
 from lightning_module.model.network import build_network
+from lightning_module.model.settings import LogMelSettings
 from lightning_module.model.spec import TaggerSpec
 from tests.tonal_audio import cadence
 
@@ -55,7 +56,12 @@ def test_a_learned_scorer_stays_pitch_equivariant() -> None:
 
 
 def test_network_with_a_key_head_outputs_24_logits() -> None:
-    spec = TaggerSpec(genre_names=("a", "b"), key_names=KEY_NAMES, crop_seconds=1.0, n_mels=32)
+    spec = TaggerSpec(
+        genre_names=("a", "b"),
+        key_names=KEY_NAMES,
+        crop_seconds=1.0,
+        logmel=LogMelSettings(n_mels=32),
+    )
     net = build_network(spec).eval()
     with torch.no_grad():
         out = net(torch.randn(2, RATE))

@@ -12,10 +12,12 @@ from datamodules.manifest import read_manifest
 from lightning_module.inference.tagger import Tagger
 from lightning_module.model.backbones.musicnn import (
     MUSICNN_FRONTEND,
+    MUSICNN_SAMPLE_RATE,
     PATCH_FRAMES,
     MusicnnBackbone,
     tag_slug,
 )
+from lightning_module.model.settings import LogMelSettings
 from lightning_module.training.module import MusicTagger
 from tests.conftest import run_training
 from tests.lightning_module.training.test_tag_head import tagged_manifest
@@ -50,8 +52,15 @@ def test_tag_slug() -> None:
 
 
 def test_musicnn_backbone_sets_the_teacher_frontend() -> None:
-    model = MusicTagger(genre_names=["a", "b"], backbone="musicnn", n_mels=64, compression="db")
-    for key, value in MUSICNN_FRONTEND.items():
+    model = MusicTagger(
+        genre_names=["a", "b"],
+        backbone="musicnn",
+        logmel=LogMelSettings(n_mels=64, compression="db"),
+    )
+    for key, value in {
+        "logmel": MUSICNN_FRONTEND.to_dict(),
+        "sample_rate": MUSICNN_SAMPLE_RATE,
+    }.items():
         assert model.hparams[key] == value
     assert model.net.frontend.compression == "log1p"
     assert model.net.frontend.mel.mel_scale.n_mels == 96
@@ -132,11 +141,13 @@ def test_fine_tune_from_pretrained_through_the_cli(
         "--test_after_fit=false",
     )
     assert cli.trainer.global_step == 1
-    assert cli.model.hparams.n_mels == 96 and cli.model.hparams.compression == "log1p"
+    logmel = cli.model.hparams.logmel
+    assert logmel["n_mels"] == 96 and logmel["compression"] == "log1p"
     # The config LightningCLI saved agrees with the checkpoint's hyperparameters.
     config = yaml.safe_load(next((tmp_path / "logs").rglob("config.yaml")).read_text())
     saved = {**config["model"], "sample_rate": config["data"]["sample_rate"]}  # linked from data
-    for key, value in MUSICNN_FRONTEND.items():
+    dictated = {"logmel": MUSICNN_FRONTEND.to_dict(), "sample_rate": MUSICNN_SAMPLE_RATE}
+    for key, value in dictated.items():
         assert saved[key] == value == cli.model.hparams[key], key
     assert saved["embed_dim"] == cli.model.hparams.embed_dim == 200
     assert torch.isfinite(cli.trainer.callback_metrics["val/tag_loss"])

@@ -112,7 +112,7 @@ def test_vgg_student_starts_from_the_teacher_and_freezes_its_frontend(vgg_file: 
         pretrained=str(vgg_file),
         freeze="frontend",
     )
-    assert model.hparams.n_mels == 96 and model.hparams.compression == "log1p"
+    assert model.hparams.logmel["n_mels"] == 96 and model.hparams.logmel["compression"] == "log1p"
     saved = torch.load(vgg_file, weights_only=True)["state_dict"]
     head = model.net.heads.heads["tags"]
     assert torch.equal(head.weight[0, :256], saved["tag_head.weight"][1])  # jazz

@@ -5,6 +5,7 @@ import torch
 from datamodules.manifest import FEATURES
 from lightning_module.model.frontend import LogMel, SpecAugment
 from lightning_module.model.losses import masked_cross_entropy, masked_mse
+from lightning_module.model.settings import LogMelSettings
 from lightning_module.training.module import MusicTagger
 
 
@@ -15,7 +16,7 @@ def _model(**kwargs) -> MusicTagger:
         feature_names=list(FEATURES),
         width=8,
         embed_dim=16,
-        n_mels=32,
+        logmel=LogMelSettings(n_mels=32),
         **kwargs,
     )
 
@@ -36,7 +37,7 @@ def test_genre_tag_head_gives_one_logit_per_tag() -> None:
 
 
 def test_frontend_stays_float32_under_autocast() -> None:
-    mel = LogMel(n_mels=32)
+    mel = LogMel(LogMelSettings(n_mels=32))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         spec = mel(torch.randn(2, 16000).bfloat16())
     assert spec.dtype == torch.float32 and spec.shape == (2, 1, 32, 16000 // 256 + 1)

@@ -23,6 +23,7 @@ from lightning_module.inference.formats.text import format_prediction
 from lightning_module.inference.tagger import Tagger
 from lightning_module.model.losses import MultiTaskLoss
 from lightning_module.model.network import build_network
+from lightning_module.model.settings import LogMelSettings
 from lightning_module.model.spec import TaggerSpec
 from lightning_module.model.tasks import TASKS, Task, loss_names, output_names
 from lightning_module.training.metrics import SplitMetrics
@@ -34,7 +35,6 @@ TOY = Task(
     "single_label",
     labels="mood_names",
     loss_name="era_loss",
-    weight="era_weight",
     metrics=("acc", "f1"),
     target="era",
     top_column=True,
@@ -57,7 +57,7 @@ def _spec(**kwargs) -> TaggerSpec:
         genre_names=("jazz", "rock"),
         mood_names=("calm", "loud"),
         crop_seconds=1.0,
-        n_mels=32,
+        logmel=LogMelSettings(n_mels=32),
         width=8,
         embed_dim=16,
         **kwargs,

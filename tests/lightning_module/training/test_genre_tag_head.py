@@ -16,6 +16,7 @@ from datamodules.manifest import read_manifest, write_manifest
 from lightning_module.inference.output import format_prediction, prediction_columns
 from lightning_module.inference.tagger import ClipPrediction
 from lightning_module.model.losses import LOSS_NAMES, MultiTaskLoss
+from lightning_module.model.settings import LossWeights
 from lightning_module.model.spec import FORMAT_VERSION, TaggerSpec
 from lightning_module.training.metrics import SplitMetrics
 from scripts import evaluate
@@ -62,7 +63,7 @@ def test_masked_rows_change_neither_loss_nor_gradient(row_mask: bool) -> None:
     targets = (torch.rand(6, 4) > 0.5).float()
     rows = torch.tensor([True, False, True, True, False, True])
     mask = rows if row_mask else rows[:, None].expand(6, 4).clone()
-    loss_fn = MultiTaskLoss(genre_tag_weight=0.5)
+    loss_fn = MultiTaskLoss(LossWeights(genre_tags=0.5))
     loss, grad = _loss_and_grad(loss_fn, logits, targets, mask)
     garbage = targets.clone()
     garbage[~rows] = torch.tensor([float("nan"), 7.0, -3.0, 1.0])  # anything at all
@@ -78,7 +79,7 @@ def test_masked_rows_change_neither_loss_nor_gradient(row_mask: bool) -> None:
 def test_loss_names_and_weight() -> None:
     assert "genre_tag_loss" in LOSS_NAMES and LOSS_NAMES[-1] == "distill_loss"
     # The positional arguments module.py passes still land where they did.
-    loss_fn = MultiTaskLoss(genre_tag_weight=0.25)
+    loss_fn = MultiTaskLoss(LossWeights(genre_tags=0.25))
     logits = torch.zeros(2, 3)
     out = {"genre_tags": logits, "embedding": torch.zeros(2, 4)}
     batch = {"genre_tags": torch.ones(2, 3), "genre_tag_mask": torch.ones(2, dtype=torch.bool)}
@@ -142,7 +143,7 @@ def genre_tag_run(synthetic_manifest: Path, tmp_path_factory: pytest.TempPathFac
         "--trainer.max_epochs=1",
         "--test_after_fit=false",
         "--data.min_genre_tag_count=2",
-        "--model.genre_tag_weight=0.5",
+        "--model.loss_weights.genre_tags=0.5",
     )
     return manifest, tmp / "checkpoints" / "last.ckpt", cli
 
@@ -150,7 +151,7 @@ def genre_tag_run(synthetic_manifest: Path, tmp_path_factory: pytest.TempPathFac
 def test_fit_links_the_genre_tags_and_logs_their_metrics(genre_tag_run) -> None:
     _, checkpoint, cli = genre_tag_run
     assert cli.model.hparams.genre_tag_names == NAMES
-    assert cli.model.hparams.genre_tag_weight == 0.5
+    assert cli.model.hparams.loss_weights["genre_tags"] == 0.5
     assert cli.model.net.heads.heads["genre_tags"].out_features == len(NAMES)
     metrics = cli.trainer.callback_metrics
     assert torch.isfinite(metrics["train/genre_tag_loss"]) and metrics["val/genre_tag_loss"] > 0

@@ -11,10 +11,11 @@ import yaml
 
 from datamodules.loading.datamodule import MusicDataModule
 from lightning_module.inference.tagger import Tagger
+from lightning_module.model.settings import LogMelSettings
 from lightning_module.training.cli import DEFAULT_CONFIG, TaggerCLI
 from lightning_module.training.module import MusicTagger
 
-TINY = {"width": 8, "embed_dim": 16, "n_mels": 32}
+TINY = {"width": 8, "embed_dim": 16, "logmel": LogMelSettings(n_mels=32)}
 
 
 def _model(**kwargs) -> MusicTagger:

@@ -67,7 +67,7 @@ def test_checkpoint_alone_describes_the_model(trained_checkpoint: Path) -> None:
     hp = load_checkpoint(trained_checkpoint)["hyper_parameters"]
     assert len(hp["genre_names"]) == 6 and hp["mood_names"] == ["calm", "energetic", "happy", "sad"]
     assert len(hp["feature_mean"]) == len(hp["feature_std"]) == 9 and hp["sample_rate"] == 16000
-    assert hp["n_mels"] and hp["crop_seconds"] == 2.0
+    assert hp["logmel"]["n_mels"] and hp["crop_seconds"] == 2.0
 
 
 def test_resume_from_last_checkpoint_continues_the_step_count(

@@ -17,6 +17,7 @@ from datamodules.manifest import read_manifest
 from datamodules.schema import TASK_FIELDS
 from lightning_module.inference import shipped
 from lightning_module.inference.checkpoint import CheckpointError, load_network
+from lightning_module.model.settings import LogMelSettings
 from lightning_module.training.cli import DEFAULT_CONFIG, TaggerCLI, main
 from lightning_module.training.module import MusicTagger
 from lightning_module.training.warm_start import copy_weights, load_source
@@ -30,8 +31,7 @@ SOURCE_ARCH = {
     "width": 8,
     "blocks": [1, 1],
     "embed_dim": 32,
-    "n_mels": 48,
-    "hop_length": 320,
+    "logmel": LogMelSettings(n_mels=48, hop_length=320).to_dict(),
     "tempo_bins": 16,
     "crop_seconds": 2.0,
 }
