@@ -94,7 +94,8 @@ def test_outputs_have_every_head_in_range_and_the_rerun_is_cached(built, manifes
 
 
 def test_a_torn_cache_file_is_recomputed(built, weights: Path, tmp_path: Path) -> None:
-    out, _, config = built
+    out, summary, config = built
+    config = {**config, "embedding": summary.embedding}  # the choice is tested above: skip it
     cache = tmp_path / "features"
     shutil.copytree(out / "features", cache)
     victim = sorted(cache.glob("*.npz"))[0]
@@ -135,10 +136,15 @@ def test_refit_fits_on_every_split_and_predict_clip_runs_it(
 ) -> None:
     from scripts.predict_clip import main as predict_main
 
-    out, _, config = built
+    out, summary, config = built
     refit = build_source(
         "teacher",
-        {**config, "refit": True, "features_cache": str(out / "features")},
+        {
+            **config,
+            "refit": True,
+            "features_cache": str(out / "features"),
+            "embedding": summary.embedding,  # the choice is tested above: skip it
+        },
         tmp_path / "refit",
         TEACHER_SOURCES,
     )
