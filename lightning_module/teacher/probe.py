@@ -120,15 +120,20 @@ def _fold(coef: np.ndarray, intercept: np.ndarray, mean: np.ndarray, scale: np.n
     return LinearHead(weight.astype(np.float32), (intercept - weight @ mean).astype(np.float32))
 
 
-def fit_classes(x: np.ndarray, y: np.ndarray, n_classes: int, c: float) -> LinearHead:
-    """Multinomial logistic regression; (n_classes, d) even when some class is absent."""
+def _logistic(z: np.ndarray, y: np.ndarray, c: float):
+    """scikit-learn's logistic regression at inverse strength ``c`` fitted on standardised ``z``."""
     from sklearn.linear_model import LogisticRegression
 
-    mean, scale = _standardise(x)
     model = LogisticRegression(C=c, max_iter=2000)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence warnings at the grid's weakest C
-        model.fit((x - mean) / scale, y)
+        return model.fit(z, y)
+
+
+def fit_classes(x: np.ndarray, y: np.ndarray, n_classes: int, c: float) -> LinearHead:
+    """Multinomial logistic regression; (n_classes, d) even when some class is absent."""
+    mean, scale = _standardise(x)
+    model = _logistic((x - mean) / scale, y, c)
     coef = np.zeros((n_classes, x.shape[1]))
     intercept = np.full(n_classes, -30.0)  # a class never seen in training: probability ~0
     if len(model.classes_) == 2:  # sklearn keeps one row for two classes: logit of the second
@@ -141,8 +146,6 @@ def fit_classes(x: np.ndarray, y: np.ndarray, n_classes: int, c: float) -> Linea
 
 def fit_binary(x: np.ndarray, y: np.ndarray, c: float) -> LinearHead:
     """One logistic regression per column of ``y`` (0/1, NaN: not labelled for that column)."""
-    from sklearn.linear_model import LogisticRegression
-
     mean, scale = _standardise(x)
     z = (x - mean) / scale
     coef = np.zeros((y.shape[1], x.shape[1]))
@@ -154,10 +157,7 @@ def fit_binary(x: np.ndarray, y: np.ndarray, c: float) -> LinearHead:
             rate = np.clip(target.mean() if rows.any() else 0.5, 1e-3, 1 - 1e-3)
             intercept[j] = np.log(rate / (1 - rate))
             continue
-        model = LogisticRegression(C=c, max_iter=2000)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model.fit(z[rows], target)
+        model = _logistic(z[rows], target, c)
         coef[j], intercept[j] = model.coef_[0], model.intercept_[0]
     return _fold(coef, intercept, mean, scale)
 
