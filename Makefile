@@ -94,7 +94,7 @@ distill: real-manifest $(MUSICNN_WEIGHTS) $(MTT_WEIGHTS)
 # written to checkpoints/refit/tagger.ckpt, then shipped into lightning_module/shipped/ (ONNX +
 # slim checkpoint + model.json; the model card beside them is written by hand): the default of
 # every tool.
-MODEL_VERSION ?= 1.2.0
+MODEL_VERSION ?= 1.3.0
 # Then the tempo and key branches are refitted on listener tempi and annotated keys (GTZAN-3's
 # and gtzan7's, chosen on val; scripts/fit_branches.py) and the result is shipped.
 refit: real-manifest $(MUSICNN_WEIGHTS) $(MTT_WEIGHTS)
