@@ -201,6 +201,24 @@ class MusicnnBackbone(PretrainedTagger):
         }
 
 
+def load_weights(
+    module: nn.Module, state_dict: Mapping[str, Any], source: str | os.PathLike, what: str
+) -> None:
+    """``module.load_state_dict(state_dict)``, a mismatch told in one line naming ``source`` and
+    ``what`` the weights were meant for (torch's last line of detail).
+
+    Raises:
+        ValueError: the weights do not fit the module.
+    """
+    try:
+        module.load_state_dict(state_dict)
+    except RuntimeError as err:
+        detail = [line.strip() for line in str(err).splitlines() if line.strip()]
+        raise ValueError(
+            f"{source}: weights do not fit the {what} ({detail[-1] if detail else err})"
+        ) from err
+
+
 def load_pretrained(path: str | os.PathLike) -> dict[str, Any]:
     """Read weights written by ``scripts/convert_musicnn.py`` (tensors and plain values only).
 
@@ -242,13 +260,7 @@ def init_from_pretrained(
         The tag names that were initialised from the teacher.
     """
     data = load_pretrained(path)
-    try:
-        backbone.load_state_dict(data["state_dict"])
-    except RuntimeError as err:
-        detail = [line.strip() for line in str(err).splitlines() if line.strip()]
-        raise ValueError(
-            f"{path}: weights do not fit the musicnn backbone ({detail[-1] if detail else err})"
-        ) from err
+    load_weights(backbone, data["state_dict"], path, "musicnn backbone")
     copied: list[str] = []
     if tag_head is not None and tag_names:
         teacher = {name: i for i, name in enumerate(data.get("tag_names") or [])}

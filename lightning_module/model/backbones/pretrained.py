@@ -19,6 +19,7 @@ from lightning_module.model.backbones.musicnn import (
     MusicnnBackbone,
     init_from_pretrained,
     load_pretrained,
+    load_weights,
 )
 from lightning_module.model.backbones.musicnn_vgg import MusicnnVggBackbone
 
@@ -65,14 +66,7 @@ def build_pretrained_backbone(
     except ValueError as err:
         raise ValueError(f"{weights_file}: {err}") from err
     backbone = cls(pooled_embedding=pooled_embedding)
-    try:
-        backbone.load_state_dict(data["state_dict"])
-    except RuntimeError as err:
-        detail = [line.strip() for line in str(err).splitlines() if line.strip()]
-        raise ValueError(
-            f"{weights_file}: weights do not fit the {cls.__name__} "
-            f"({detail[-1] if detail else err})"
-        ) from err
+    load_weights(backbone, data["state_dict"], weights_file, cls.__name__)
     return backbone.eval()
 
 

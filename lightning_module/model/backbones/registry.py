@@ -52,6 +52,18 @@ class Backbone:
     init_pretrained: PretrainedInit | None = None
 
 
+def _pretrained_tagger(cls: type[nn.Module], init: Callable, pooled: bool = False) -> Backbone:
+    """A musicnn tagger's entry: musicnn's input and embedding size fixed, weights from
+    ``--model.pretrained``; ``pooled`` appends the time-pooled front/mid-end features."""
+    return Backbone(
+        build=lambda spec: cls(
+            n_mels=spec.logmel.n_mels, dropout=spec.dropout, pooled_embedding=pooled
+        ),
+        fixed={**MUSICNN_INPUT, "embed_dim": cls.EMBED_DIM},
+        init_pretrained=init,
+    )
+
+
 BACKBONES: dict[str, Backbone] = {
     "resnet": Backbone(
         build=lambda spec: ResNetBackbone(
@@ -64,32 +76,14 @@ BACKBONES: dict[str, Backbone] = {
             width=spec.width, blocks=spec.blocks, embed_dim=spec.embed_dim, dropout=spec.dropout
         )
     ),
-    "musicnn": Backbone(
-        build=lambda spec: MusicnnBackbone(n_mels=spec.logmel.n_mels, dropout=spec.dropout),
-        fixed={**MUSICNN_INPUT, "embed_dim": MusicnnBackbone.EMBED_DIM},
-        init_pretrained=init_from_pretrained,
-    ),
+    "musicnn": _pretrained_tagger(MusicnnBackbone, init_from_pretrained),
     # The same network whose embedding also carries its time-pooled front/mid-end features: what
     # the accurate teacher's heads read (lightning_module/teacher/probe.py), frozen.
-    "musicnn_pooled": Backbone(
-        build=lambda spec: MusicnnBackbone(
-            n_mels=spec.logmel.n_mels, dropout=spec.dropout, pooled_embedding=True
-        ),
-        fixed={**MUSICNN_INPUT, "embed_dim": MusicnnBackbone.EMBED_DIM},
-        init_pretrained=init_from_pretrained,
-    ),
+    "musicnn_pooled": _pretrained_tagger(MusicnnBackbone, init_from_pretrained, pooled=True),
     # musicnn's VGG taggers (MSD_vgg / MTT_vgg) on the same input: a second, different teacher.
-    "musicnn_vgg": Backbone(
-        build=lambda spec: MusicnnVggBackbone(n_mels=spec.logmel.n_mels, dropout=spec.dropout),
-        fixed={**MUSICNN_INPUT, "embed_dim": MusicnnVggBackbone.EMBED_DIM},
-        init_pretrained=init_vgg_from_pretrained,
-    ),
-    "musicnn_vgg_pooled": Backbone(
-        build=lambda spec: MusicnnVggBackbone(
-            n_mels=spec.logmel.n_mels, dropout=spec.dropout, pooled_embedding=True
-        ),
-        fixed={**MUSICNN_INPUT, "embed_dim": MusicnnVggBackbone.EMBED_DIM},
-        init_pretrained=init_vgg_from_pretrained,
+    "musicnn_vgg": _pretrained_tagger(MusicnnVggBackbone, init_vgg_from_pretrained),
+    "musicnn_vgg_pooled": _pretrained_tagger(
+        MusicnnVggBackbone, init_vgg_from_pretrained, pooled=True
     ),
     # Several of the above side by side (spec.backbone_members, in order), embeddings concatenated:
     # the accurate teacher that reads more than one pretrained tagger (teacher/probe.py).
