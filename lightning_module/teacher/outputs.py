@@ -82,6 +82,8 @@ class TeacherConfig:
         embedding: fix the embedding by its name (``MSD_musicnn+MTT_musicnn:musicnn_pooled``, as an
             earlier run's ``summary.json`` chose it) instead of choosing among every candidate:
             the refit teacher of ``make refit`` then fits one candidate, not all.
+        per_head: each head reads the candidate embedding with its own best val score (genre
+            from one tagger, features from the concatenation, ...); the teacher runs the union.
         refit: fit the chosen heads again on train + val + test (the shipped model's teacher).
         features_cache: folder of the cached window features (default ``DIR/features``; share
             one between the held-out and the refit teacher: the features do not depend on it).
@@ -97,6 +99,7 @@ class TeacherConfig:
     max_windows: int = 10
     embeddings: list[str] = field(default_factory=lambda: list(EMBEDDINGS))
     embedding: str | None = None
+    per_head: bool = False
     refit: bool = False
     features_cache: str | None = None
     threads: int | None = None
@@ -135,6 +138,7 @@ class DistillTargetsSummary:
     cached: int = 0
     windows: int = 0
     embedding: str = ""
+    head_embeddings: dict[str, str] = field(default_factory=dict)
     refit: bool = False
     choices: list[dict] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
@@ -151,6 +155,11 @@ class DistillTargetsSummary:
         ]
         lines += [
             f"  {c['head']:<18} {c['unit']} {c['strength']:g}: val {c['metric']} {c['score']:.3f}"
+            + (
+                f"  ({self.head_embeddings[c['head']]})"
+                if c["head"] in self.head_embeddings
+                else ""
+            )
             for c in self.choices
         ]
         return "\n".join(lines)
@@ -215,7 +224,7 @@ def build(mapping: dict | None, out: str | os.PathLike) -> DistillTargetsSummary
             known = ", ".join(c.name for c in candidates)
             raise SourceError(f"embedding: {config.embedding!r} is not a candidate ({known})")
         candidates = named
-    teacher, table = fit_teacher(kept, features, spec, candidates, config.refit)
+    teacher, table = fit_teacher(kept, features, spec, candidates, config.refit, config.per_head)
     tag_model, tagger = next(iter(weights.items()))
     taggram = tag_head(tagger) if tagger.get("tag_names") else None
     outputs = _outputs(kept, features, teacher, taggram, spec, tagger, tag_model)
@@ -223,6 +232,8 @@ def build(mapping: dict | None, out: str | os.PathLike) -> DistillTargetsSummary
     summary.labelled = len(kept)
     summary.windows = int(outputs.offset[-1])
     summary.embedding = teacher.embedding.name
+    if config.per_head:
+        summary.head_embeddings = {h: e.name for h, e in teacher.head_embeddings.items()}
     summary.choices = [asdict(c) | {"scores": None} for c in teacher.choices]
     summary.skipped = dict(Counter(s.reason for s in skips))
     record = {**asdict(summary), "candidates": table, "config": asdict(config)}

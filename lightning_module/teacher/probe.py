@@ -6,9 +6,10 @@ of its windows' probabilities, as :class:`~lightning_module.inference.tagger.Tag
 
 - embedding (:class:`Embedding`): which pretrained taggers (``MSD_musicnn``, ``MTT_musicnn``, ...:
   each alone, and all of them concatenated) and what of each: ``musicnn`` (the 200-d penultimate
-  layer) or ``musicnn_pooled`` (+ its time-pooled front/mid-end features, 1706-d); one for all
-  heads, as they share one network; chosen first, every head fitted on clip means (fast), by
-  the mean val score over heads;
+  layer) or ``musicnn_pooled`` (+ its time-pooled front/mid-end features, 1706-d); chosen first,
+  every head fitted on clip means (fast): one for all heads by the mean val score over heads, or
+  (``per_head``) each head its own best, the network then reading the union of their taggers and
+  each head zero on the columns it did not choose;
 - unit: one row per clip (its windows' mean features) or one row per window (every 3 s crop is a
   training example, labelled with its clip's label);
 - regularisation: ``C`` of the logistic regressions, ``alpha`` of the ridge regressions.
@@ -20,7 +21,6 @@ like any other model. Test rows are never looked at here.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +30,17 @@ import pandas as pd
 import torch
 
 from datamodules.schema import IGNORE_INDEX, TaskSpec
+from lightning_module.teacher.linear_heads import (
+    METRICS,
+    LinearHead,
+    clip_outputs,
+    fit_binary,
+    fit_classes,
+    fit_regression,
+    score,
+    sigmoid,
+    softmax,
+)
 from lightning_module.teacher.window_features import WindowFeatures
 
 EMBEDDINGS: tuple[str, ...] = ("musicnn", "musicnn_pooled")
@@ -61,24 +72,44 @@ class Embedding:
         """(W, d) float32: the members' (W, d_i) features side by side."""
         return np.concatenate([clip[m].embedding(self.kind) for m in self.models], axis=1)
 
+    def columns_in(self, union: Embedding, clip: ClipFeatures) -> np.ndarray:
+        """Where this embedding's columns sit in ``union``'s (a superset of its models, of its
+        kind or ``musicnn_pooled``, whose first 200 values per model are ``musicnn``'s).
+        ``clip``: any clip, for each member's widths."""
+        if self.kind != union.kind and union.kind != "musicnn_pooled":
+            raise ValueError(f"{self.name} is not part of {union.name}")
+        columns, offset = [], 0
+        for model in union.models:
+            if model in self.models:
+                width = clip[model].embedding(self.kind).shape[1]
+                columns.append(offset + np.arange(width))
+            offset += clip[model].embedding(union.kind).shape[1]
+        missing = set(self.models) - set(union.models)
+        if missing:
+            raise ValueError(f"{self.name} is not part of {union.name}")
+        return np.concatenate(columns)
+
+
+def union_embedding(embeddings: Sequence[Embedding], order: Sequence[str]) -> Embedding:
+    """The smallest embedding holding every one of ``embeddings``: their taggers in ``order``,
+    ``musicnn_pooled`` when any of them reads it."""
+    models = {m for e in embeddings for m in e.models}
+    pooled = any(e.kind == "musicnn_pooled" for e in embeddings)
+    kind = "musicnn_pooled" if pooled else embeddings[0].kind
+    return Embedding(tuple(m for m in order if m in models), kind)
+
+
+def widen(head: LinearHead, columns: np.ndarray, width: int) -> LinearHead:
+    """``head`` on a wider input: its weights at ``columns``, zero elsewhere. (outputs, width)."""
+    weight = np.zeros((head.weight.shape[0], width), np.float32)
+    weight[:, columns] = head.weight
+    return LinearHead(weight, head.bias)
+
 
 def candidate_embeddings(models: Sequence[str], kinds: Sequence[str]) -> list[Embedding]:
     """Every kind of each model alone and, given several, of all of them concatenated."""
     groups = [(m,) for m in models] + ([tuple(models)] if len(models) > 1 else [])
     return [Embedding(group, kind) for group in groups for kind in kinds]
-
-
-@dataclass
-class LinearHead:
-    """``logits = x @ weight.T + bias`` on the raw (unstandardised) embedding.
-
-    Shapes: weight (outputs, d), bias (outputs,)."""
-
-    weight: np.ndarray
-    bias: np.ndarray
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return x @ self.weight.T + self.bias
 
 
 @dataclass
@@ -106,114 +137,6 @@ class Rows:
             return np.stack([w.mean(0) for w in self.x]), self.y
         counts = [len(w) for w in self.x]
         return np.concatenate(self.x), np.repeat(self.y, counts, axis=0)
-
-
-def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean = x.mean(0)
-    scale = x.std(0)
-    return mean, np.where(scale > 1e-6, scale, 1.0)
-
-
-def _fold(coef: np.ndarray, intercept: np.ndarray, mean: np.ndarray, scale: np.ndarray):
-    """Scaler + linear model on standardised x → one linear map on raw x."""
-    weight = coef / scale
-    return LinearHead(weight.astype(np.float32), (intercept - weight @ mean).astype(np.float32))
-
-
-def _logistic(z: np.ndarray, y: np.ndarray, c: float):
-    """scikit-learn's logistic regression at inverse strength ``c`` fitted on standardised ``z``."""
-    from sklearn.linear_model import LogisticRegression
-
-    model = LogisticRegression(C=c, max_iter=2000)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # convergence warnings at the grid's weakest C
-        return model.fit(z, y)
-
-
-def fit_classes(x: np.ndarray, y: np.ndarray, n_classes: int, c: float) -> LinearHead:
-    """Multinomial logistic regression; (n_classes, d) even when some class is absent."""
-    mean, scale = _standardise(x)
-    model = _logistic((x - mean) / scale, y, c)
-    coef = np.zeros((n_classes, x.shape[1]))
-    intercept = np.full(n_classes, -30.0)  # a class never seen in training: probability ~0
-    if len(model.classes_) == 2:  # sklearn keeps one row for two classes: logit of the second
-        coef[model.classes_[1]], intercept[model.classes_[1]] = model.coef_[0], model.intercept_[0]
-        intercept[model.classes_[0]] = 0.0
-    else:
-        coef[model.classes_], intercept[model.classes_] = model.coef_, model.intercept_
-    return _fold(coef, intercept, mean, scale)
-
-
-def fit_binary(x: np.ndarray, y: np.ndarray, c: float) -> LinearHead:
-    """One logistic regression per column of ``y`` (0/1, NaN: not labelled for that column)."""
-    mean, scale = _standardise(x)
-    z = (x - mean) / scale
-    coef = np.zeros((y.shape[1], x.shape[1]))
-    intercept = np.zeros(y.shape[1])
-    for j in range(y.shape[1]):
-        rows = np.isfinite(y[:, j])
-        target = y[rows, j] > 0.5
-        if target.all() or not target.any():  # one class only: its base rate
-            rate = np.clip(target.mean() if rows.any() else 0.5, 1e-3, 1 - 1e-3)
-            intercept[j] = np.log(rate / (1 - rate))
-            continue
-        model = _logistic(z[rows], target, c)
-        coef[j], intercept[j] = model.coef_[0], model.intercept_[0]
-    return _fold(coef, intercept, mean, scale)
-
-
-def fit_regression(x: np.ndarray, y: np.ndarray, alpha: float) -> LinearHead:
-    """One ridge regression per column of ``y`` (z-scores, NaN where a row has no value)."""
-    from sklearn.linear_model import Ridge
-
-    mean, scale = _standardise(x)
-    z = (x - mean) / scale
-    coef = np.zeros((y.shape[1], x.shape[1]))
-    intercept = np.zeros(y.shape[1])
-    for j in range(y.shape[1]):
-        rows = np.isfinite(y[:, j])
-        if rows.sum() >= 2:
-            model = Ridge(alpha=alpha).fit(z[rows], y[rows, j])
-            coef[j], intercept[j] = model.coef_, model.intercept_
-    return _fold(coef, intercept, mean, scale)
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logits))
-
-
-def clip_outputs(head: LinearHead, kind: str, windows: Sequence[np.ndarray]) -> np.ndarray:
-    """Per clip, the mean over its windows of the head's probabilities (``classes``: softmax,
-    ``binary``: sigmoid) or values (``regression``)."""
-    activation = {"classes": _softmax, "binary": _sigmoid, "regression": lambda v: v}[kind]
-    return np.stack([activation(head(w)).mean(0) for w in windows])
-
-
-def score(kind: str, y: np.ndarray, out: np.ndarray) -> float:
-    """Val score of one head: accuracy (classes), mean ROC-AUC over defined tags (binary), mean
-    Pearson r over defined features (regression)."""
-    from sklearn.metrics import accuracy_score, roc_auc_score
-
-    if kind == "classes":
-        return float(accuracy_score(y, out.argmax(1)))
-    values = []
-    for j in range(y.shape[1]):
-        rows = np.isfinite(y[:, j])
-        truth = y[rows, j]
-        if kind == "binary":
-            if len(set((truth > 0.5).tolist())) == 2:
-                values.append(roc_auc_score(truth > 0.5, out[rows, j]))
-        elif rows.sum() > 2 and truth.std() > 0 and out[rows, j].std() > 0:
-            values.append(np.corrcoef(truth, out[rows, j])[0, 1])
-    return float(np.mean(values)) if values else float("nan")
-
-
-METRICS = {"classes": "accuracy", "binary": "mean ROC-AUC", "regression": "mean r"}
 
 
 def head_targets(df: pd.DataFrame, spec: TaskSpec, teacher_features: Sequence[str]) -> dict:
@@ -308,6 +231,8 @@ class Teacher:
     heads: dict[str, LinearHead]
     names: dict[str, list[str]]
     choices: list[HeadChoice]
+    #: What each head was fitted on (a part of ``embedding``; all of it unless ``per_head``).
+    head_embeddings: dict[str, Embedding] = field(default_factory=dict)
 
     def window_outputs(
         self, clip: ClipFeatures, taggram: LinearHead | None, tag_model: str = ""
@@ -316,14 +241,14 @@ class Teacher:
         features. Shapes: (W, outputs) float32. ``taggram`` reads the penultimate layer of
         ``tag_model`` (default: the embedding's first model)."""
         x = self.embedding.of(clip)
-        activations = {"genre": _softmax, "mood": _softmax, "genre_tags": _sigmoid}
+        activations = {"genre": softmax, "mood": softmax, "genre_tags": sigmoid}
         out = {
             name: activations.get(name, lambda v: v)(head(x)).astype(np.float32)
             for name, head in self.heads.items()
         }
         if taggram is not None:
             features = clip[tag_model or self.embedding.models[0]]
-            out["tags"] = _sigmoid(taggram(features.penultimate.astype(np.float32)))
+            out["tags"] = sigmoid(taggram(features.penultimate.astype(np.float32)))
         return out
 
 
@@ -333,6 +258,7 @@ def fit_teacher(
     spec: TaskSpec,
     embeddings: Sequence[Embedding],
     refit: bool = False,
+    per_head: bool = False,
 ) -> tuple[Teacher, list[dict[str, Any]]]:
     """Choose and fit the teacher (see the module doc).
 
@@ -344,6 +270,8 @@ def fit_teacher(
             score over heads, each fitted on clip means, wins; then its heads are chosen among
             every unit and strength.
         refit: after choosing on val, fit the chosen heads again on train + val + test.
+        per_head: each head reads the candidate with its own best val score; the teacher's
+            embedding is their union (:func:`union_embedding`).
 
     Returns:
         The teacher and one row per (embedding, head, unit, strength) with its val score.
@@ -353,46 +281,67 @@ def fit_teacher(
     taught = [f for f in spec.feature_names if f not in NOT_TAUGHT and df[f].notna().any()]
     targets = head_targets(df, spec, taught)
     table: list[dict[str, Any]] = []
-    winner = embeddings[0]
+    chosen = dict.fromkeys(targets, embeddings[0])
     if len(embeddings) > 1:
         # Stage 1: every embedding with one row per clip (its windows' mean), ten times fewer
         # rows than the window unit: which taggers to read is decided here, cheaply.
-        best = -np.inf
+        scores: dict[Embedding, dict[str, float]] = {}
         for embedding in embeddings:
-            teacher, rows = _fit_embedding(embedding, df, features, targets, split, ("clip",))
-            table += [{**row, "stage": "embedding"} for row in rows]
-            mean = float(np.nanmean([c.score for c in teacher.choices]))
-            if mean > best:
-                best, winner = mean, embedding
-    # Stage 2: the chosen embedding, every unit and strength per head.
-    teacher, rows = _fit_embedding(winner, df, features, targets, split, UNITS, refit)
-    return teacher, table + [{**row, "stage": "heads"} for row in rows]
+            windows = [embedding.of(features[t]) for t in df["track_id"]]
+            for name in targets:
+                choice, _, rows = _fit_head(
+                    name, targets[name], embedding, windows, split, ("clip",)
+                )
+                table += [{**row, "stage": "embedding"} for row in rows]
+                scores.setdefault(embedding, {})[name] = choice.score
+
+        def rank(value: float) -> float:
+            return value if np.isfinite(value) else -np.inf
+
+        shared = max(embeddings, key=lambda e: rank(np.nanmean(list(scores[e].values()))))
+        chosen = dict.fromkeys(targets, shared)
+        if per_head:
+            chosen = {h: max(embeddings, key=lambda e, h=h: rank(scores[e][h])) for h in targets}
+    # Stage 2: each head on its chosen embedding, every unit and strength.
+    order = [m for e in embeddings for m in e.models]
+    union = union_embedding(list(chosen.values()), list(dict.fromkeys(order)))
+    some_clip = features[df["track_id"].iloc[0]]
+    width = union.of(some_clip).shape[1]
+    heads: dict[str, LinearHead] = {}
+    choices: list[HeadChoice] = []
+    windows_of: dict[Embedding, list[np.ndarray]] = {}
+    for name, embedding in chosen.items():
+        if embedding not in windows_of:
+            windows_of[embedding] = [embedding.of(features[t]) for t in df["track_id"]]
+        choice, head, rows = _fit_head(
+            name, targets[name], embedding, windows_of[embedding], split, UNITS, refit
+        )
+        heads[name] = widen(head, embedding.columns_in(union, some_clip), width)
+        choices.append(choice)
+        table += [{**row, "stage": "heads"} for row in rows]
+    names = {k: v[2] for k, v in targets.items()}
+    return Teacher(union, heads, names, choices, dict(chosen)), table
 
 
-def _fit_embedding(
+def _fit_head(
+    name: str,
+    target: tuple[str, np.ndarray, list[str]],
     embedding: Embedding,
-    df: pd.DataFrame,
-    features: Mapping[str, ClipFeatures],
-    targets: dict,
+    windows: Sequence[np.ndarray],
     split: np.ndarray,
     units: Sequence[str],
     refit: bool = False,
-) -> tuple[Teacher, list[dict[str, Any]]]:
-    """Every head chosen on val for one embedding (and refitted on every split if ``refit``)."""
-    windows = [embedding.of(features[t]) for t in df["track_id"]]
-    heads: dict[str, LinearHead] = {}
-    choices: list[HeadChoice] = []
-    rows: list[dict[str, Any]] = []
-    for name, (kind, y, names) in targets.items():
-        choice, head = choose_head(name, kind, y, len(names), windows, split, units)
-        if refit:
-            head = refit_head(choice, kind, y, len(names), windows)
-        heads[name], choices = head, [*choices, choice]
-        rows += [
-            {"embedding": embedding.name, "head": name, "candidate": k, "val": v}
-            for k, v in choice.scores.items()
-        ]
-    return Teacher(embedding, heads, {k: v[2] for k, v in targets.items()}, choices), rows
+) -> tuple[HeadChoice, LinearHead, list[dict[str, Any]]]:
+    """One head chosen on val for one embedding (and refitted on every split if ``refit``)."""
+    kind, y, names = target
+    choice, head = choose_head(name, kind, y, len(names), windows, split, units)
+    if refit:
+        head = refit_head(choice, kind, y, len(names), windows)
+    rows = [
+        {"embedding": embedding.name, "head": name, "candidate": k, "val": v}
+        for k, v in choice.scores.items()
+    ]
+    return choice, head, rows
 
 
 def member_backbone(model: str, kind: str) -> str:

@@ -156,3 +156,59 @@ def test_the_ensemble_checkpoint_computes_what_the_fitted_heads_do(two_taggers) 
         got = net(wave[None])["genre"].softmax(-1)[0].numpy()
     want = teacher.window_outputs(clip, None)["genre"][0]
     np.testing.assert_allclose(got, want, atol=2e-3)
+
+
+def test_per_head_each_head_reads_the_tagger_that_knows_it() -> None:
+    """Tagger A hears the genre and B the energy: one shared embedding has to pick a compromise
+    (or both), per head genre reads A and the features read B, each zero on the other's columns,
+    and the teacher computes exactly what each head was fitted on."""
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    n = 200
+    genre, energy = rng.normal(size=n), rng.normal(size=n)
+
+    def clip(signal: float, seed: int, pooled: int) -> WindowFeatures:
+        noise = np.random.default_rng(seed).normal(scale=0.5, size=(2, 200))
+        pool = np.random.default_rng(seed + 7).normal(size=(2, pooled)).astype(np.float16)
+        return WindowFeatures(np.zeros(2, np.float32), (noise + signal).astype(np.float32), pool)
+
+    features = {
+        f"t{i}": {"A": clip(genre[i], i, 6), "B": clip(energy[i], n + i, 10)} for i in range(n)
+    }
+    df = pd.DataFrame(
+        {
+            "track_id": list(features),
+            "split": np.where(np.arange(n) % 4 == 0, "val", "train"),
+            "genre": np.array(["low", "high"])[(genre > 0).astype(int)],
+            "energy": energy,
+        }
+    )
+    spec = TaskSpec(
+        genre_names=["high", "low"],
+        feature_names=["energy"],
+        feature_mean=[0.0],
+        feature_std=[1.0],
+    )
+    candidates = candidate_embeddings(["A", "B"], ["musicnn", "musicnn_pooled"])
+    teacher, table = fit_teacher(df, features, spec, candidates, per_head=True)
+    assert teacher.head_embeddings["genre"].models == ("A",)
+    assert teacher.head_embeddings["features"].models == ("B",)
+    union = teacher.embedding
+    assert union.models == ("A", "B")
+    a_width = features["t0"]["A"].embedding(union.kind).shape[1]
+    assert teacher.heads["genre"].weight.shape[1] == union.of(features["t0"]).shape[1]
+    assert not teacher.heads["genre"].weight[:, a_width:].any()  # nothing read from B
+    assert not teacher.heads["features"].weight[:, :a_width].any()  # nothing read from A
+    # The widened heads compute what they were fitted on, from the union's columns.
+    for embedding in teacher.head_embeddings.values():
+        columns = embedding.columns_in(union, features["t0"])
+        x = union.of(features["t7"])
+        np.testing.assert_allclose(x[:, columns], embedding.of(features["t7"]))
+    # Per head beats the shared choice on val head by head (stage 1 scores).
+    shared, _ = fit_teacher(df, features, spec, candidates)
+    assert len(set(shared.head_embeddings.values())) == 1
+    per_head_val = {c.head: c.score for c in teacher.choices}
+    assert per_head_val["genre"] > 0.85 and per_head_val["features"] > 0.85
+    stage1 = [r for r in table if r["stage"] == "embedding"]
+    assert {r["embedding"] for r in stage1} == {c.name for c in candidates}
