@@ -13,7 +13,10 @@ split (the training mix), later ones fill its empty columns and add tracks it la
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,7 @@ from tqdm import tqdm
 
 from datamodules.analysis.key import parse_key
 from datamodules.audio import AudioError, load_audio
+from datamodules.io import atomic_open
 from datamodules.loading.augmentation import speed_change, speed_change_targets
 from datamodules.manifest import provenance_column, read_manifest
 from lightning_module.inference.streaming import planned_starts, tail_threshold
@@ -116,6 +120,8 @@ class BranchInputs:
     key: np.ndarray
     shift: np.ndarray
     clips: list[LabelledClip] = field(default_factory=list)
+    #: :func:`inputs_key` of what they were computed from ("" when unknown: never reused).
+    cache_key: str = ""
 
     def rows(self, split: str, shift: int | None = None) -> np.ndarray:
         """Window indices of clips in ``split`` (and of one speed change)."""
@@ -178,17 +184,51 @@ def collect_inputs(
     return BranchInputs(**arrays, clips=kept)
 
 
+def inputs_key(
+    net: TaggerNet, spec: TaggerSpec, clips: Sequence[LabelledClip], shifts: Sequence[int]
+) -> str:
+    """Digest of everything the inputs depend on: the front-end, window and branch settings,
+    the speed changes and every clip (labels, split, audio file's size and modification time)."""
+
+    def stat(path: str) -> list[int] | None:
+        try:
+            found = os.stat(path)
+        except OSError:
+            return None
+        return [found.st_size, found.st_mtime_ns]
+
+    record = {
+        "sample_rate": spec.sample_rate,
+        "logmel": spec.logmel.to_dict(),
+        "window": spec.window_samples,
+        "key_n_fft": spec.key_n_fft,
+        "tempo": [net.tempo.groups, [int(lag) for lag in net.tempo.lags]],
+        "shifts": list(shifts),
+        "clips": [[*c.__dict__.values(), stat(c.path)] for c in clips],
+    }
+    return hashlib.sha256(json.dumps(record, default=str).encode()).hexdigest()
+
+
 def save_inputs(inputs: BranchInputs, path: Path) -> None:
     """Keep the inputs (an ``.npz`` plus the clip table) so a refit skips the decoding."""
     arrays = {k: getattr(inputs, k) for k in ("chroma", "acf", "clip", "tempo", "key", "shift")}
-    np.savez_compressed(path, **arrays)
-    pd.DataFrame([c.__dict__ for c in inputs.clips]).to_csv(path.with_suffix(".csv"), index=False)
+    arrays["cache_key"] = np.array(inputs.cache_key)
+    # The table first, the arrays (holding the key) last, each whole or not at all: a run killed
+    # in between leaves a key that no longer matches, and the next run computes them again.
+    with atomic_open(path.with_suffix(".csv"), "w", newline="") as f:
+        pd.DataFrame([c.__dict__ for c in inputs.clips]).to_csv(f, index=False)
+    with atomic_open(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
 
 
-def load_inputs(path: Path) -> BranchInputs:
-    """The inverse of :func:`save_inputs`."""
-    arrays = dict(np.load(path))
-    table = pd.read_csv(path.with_suffix(".csv"), keep_default_na=True)
+def load_inputs(path: Path) -> BranchInputs | None:
+    """The inverse of :func:`save_inputs`; None when the files are missing or unreadable."""
+    try:
+        arrays = dict(np.load(path))
+        table = pd.read_csv(path.with_suffix(".csv"), keep_default_na=True)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+    cache_key = str(arrays.pop("cache_key", ""))
     clips = [
         LabelledClip(
             str(r["track_id"]),
@@ -200,4 +240,4 @@ def load_inputs(path: Path) -> BranchInputs:
         )
         for r in table.to_dict("records")
     ]
-    return BranchInputs(**arrays, clips=clips)
+    return BranchInputs(**arrays, clips=clips, cache_key=cache_key)

@@ -36,8 +36,10 @@ from lightning_module.model.spec import FORMAT_VERSION, TaggerSpec, upgrade
 from lightning_module.model.tempo import TempoBranch
 from lightning_module.model.tempo_bins import tempo_bins
 from lightning_module.training.branch_data import (
+    TRAIN_SHIFTS,
     BranchInputs,
     collect_inputs,
+    inputs_key,
     labelled_clips,
     load_inputs,
     merge_manifests,
@@ -281,13 +283,16 @@ def fit_branches(
     # The merged manifest (the training splits, with tempo and key columns): what ``evaluate.py``
     # scores the new checkpoint on.
     write_manifest(merged, work / "manifest.csv")
-    if cache.exists():
-        inputs = load_inputs(cache)
-    else:
-        clips = labelled_clips(merged)
-        if not clips:
-            raise ValueError("no clip with a listener tempo or an annotated key in the manifests")
+    clips = labelled_clips(merged)
+    if not clips:
+        raise ValueError("no clip with a listener tempo or an annotated key in the manifests")
+    key = inputs_key(net, spec, clips, TRAIN_SHIFTS)
+    # Reused only when computed from the same clips, audio files and settings; anything else
+    # (another manifest, a changed front-end, an older cache without a key) is computed again.
+    inputs = load_inputs(cache)
+    if inputs is None or inputs.cache_key != key:
         inputs = collect_inputs(net, spec, clips, progress=progress)
+        inputs.cache_key = key
         save_inputs(inputs, cache)
     key_fits = fit_key(inputs, spec)
     tempo_fits = fit_tempo(inputs, spec, net.tempo)

@@ -103,3 +103,54 @@ def test_a_bad_key_is_one_line_naming_the_track(labelled_manifest: Path, tmp_pat
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.count("\n") == 0
     assert "gen:2" in err and "not a musical key" in err and not out.exists()
+
+
+def test_cached_inputs_are_reused_only_for_the_same_clips_audio_and_settings(
+    labelled_manifest: Path, tmp_path: Path
+) -> None:
+    import dataclasses
+    import os
+
+    from lightning_module.training.branch_data import (
+        TRAIN_SHIFTS,
+        BranchInputs,
+        inputs_key,
+        labelled_clips,
+        load_inputs,
+        merge_manifests,
+        save_inputs,
+    )
+
+    net, spec = load_network(shipped_checkpoint())
+    clips = labelled_clips(merge_manifests([labelled_manifest]))
+    key = inputs_key(net, spec, clips, TRAIN_SHIFTS)
+    assert key == inputs_key(net, spec, clips, TRAIN_SHIFTS)
+    relabelled = [dataclasses.replace(clips[0], tempo=61.0), *clips[1:]]
+    other_front_end = dataclasses.replace(spec, logmel=dataclasses.replace(spec.logmel, n_mels=32))
+    changed = {
+        "a label": inputs_key(net, spec, relabelled, TRAIN_SHIFTS),
+        "the speed changes": inputs_key(net, spec, clips, (0,)),
+        "the front-end": inputs_key(net, other_front_end, clips, TRAIN_SHIFTS),
+    }
+    os.utime(clips[1].path, ns=(0, 0))  # the audio file replaced: another modification time
+    changed["an audio file"] = inputs_key(net, spec, clips, TRAIN_SHIFTS)
+    assert all(value != key for value in changed.values()), changed
+
+    inputs = BranchInputs(
+        chroma=np.zeros((2, 2, 12), np.float32),
+        acf=np.zeros((2, 4, 8), np.float32),
+        clip=np.array([0, 1]),
+        tempo=np.array([100.0, np.nan]),
+        key=np.array([3, -1]),
+        shift=np.array([0, 0]),
+        clips=clips[:2],
+        cache_key=key,
+    )
+    path = tmp_path / "branch_inputs.npz"
+    save_inputs(inputs, path)
+    loaded = load_inputs(path)
+    assert loaded is not None and loaded.cache_key == key and loaded.clips == clips[:2]
+    np.testing.assert_array_equal(loaded.key, inputs.key)
+    path.write_bytes(path.read_bytes()[:100])  # a torn file reads as absent: computed again
+    assert load_inputs(path) is None
+    assert load_inputs(tmp_path / "missing.npz") is None
