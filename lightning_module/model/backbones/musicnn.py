@@ -253,8 +253,10 @@ def init_from_pretrained(
 ) -> list[str]:
     """Load converted weights into ``backbone``; start ``tag_head`` from the teacher's taggram.
 
-    Every row of ``tag_head`` whose name is one of the teacher's tags gets the teacher's weights, so
-    a student trained on the teacher's tags starts out agreeing with it.
+    Every row of ``tag_head`` whose name is one of the teacher's tags gets the teacher's weights on
+    the first ``taggram_dim`` inputs (the penultimate layer) and zeros on the pooled features a
+    ``*_pooled`` embedding appends, so a student trained on the teacher's tags starts out agreeing
+    with it.
 
     Returns:
         The tag names that were initialised from the teacher.
@@ -264,10 +266,12 @@ def init_from_pretrained(
     copied: list[str] = []
     if tag_head is not None and tag_names:
         teacher = {name: i for i, name in enumerate(data.get("tag_names") or [])}
+        width = backbone.taggram_dim
         with torch.no_grad():
             for row, name in enumerate(tag_names):
                 if name in teacher:
-                    tag_head.weight[row] = backbone.tag_head.weight[teacher[name]]
+                    tag_head.weight[row].zero_()
+                    tag_head.weight[row, :width] = backbone.tag_head.weight[teacher[name]]
                     tag_head.bias[row] = backbone.tag_head.bias[teacher[name]]
                     copied.append(name)
     return copied

@@ -12,7 +12,6 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 from torch import nn
 
 from lightning_module.model.backbones.musicnn import (
@@ -81,10 +80,6 @@ def init_vgg_from_pretrained(
     :func:`~.musicnn.init_from_pretrained` does; a file of the other architecture is refused in
     one line.
 
-    Each row of ``tag_head`` named like a teacher tag gets the teacher's weights on the first
-    ``taggram_dim`` inputs (the penultimate layer) and zeros on the pooled features that a
-    ``musicnn_vgg_pooled`` embedding appends, so the student starts out agreeing with the teacher.
-
     Returns:
         The tag names that were initialised from the teacher.
     """
@@ -94,17 +89,4 @@ def init_vgg_from_pretrained(
             f"{path}: holds {data.get('model') or 'musicnn'} weights; the musicnn_vgg backbone "
             "needs MSD_vgg or MTT_vgg (scripts/convert_musicnn.py --model MSD_vgg)"
         )
-    init_from_pretrained(backbone, path)
-    if tag_head is None or not tag_names:
-        return []
-    teacher = {name: i for i, name in enumerate(data.get("tag_names") or [])}
-    width = backbone.taggram_dim
-    copied: list[str] = []
-    with torch.no_grad():
-        for row, name in enumerate(tag_names):
-            if name in teacher:
-                tag_head.weight[row].zero_()
-                tag_head.weight[row, :width] = backbone.tag_head.weight[teacher[name]]
-                tag_head.bias[row] = backbone.tag_head.bias[teacher[name]]
-                copied.append(name)
-    return copied
+    return init_from_pretrained(backbone, path, tag_head, tag_names)

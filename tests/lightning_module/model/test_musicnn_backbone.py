@@ -82,6 +82,24 @@ def test_pretrained_loads_backbone_and_shared_tag_rows(weights: Path) -> None:
     assert not torch.equal(head.weight[1], saved["state_dict"]["tag_head.weight"][0])
 
 
+def test_pretrained_tag_rows_into_the_wider_pooled_head(weights: Path) -> None:
+    """``musicnn_pooled``'s tag head reads 1,706 values: the teacher's row fills the penultimate
+    layer's 200, the pooled features get zeros, so the student starts with the teacher's tags."""
+    saved = torch.load(weights, weights_only=True)
+    model = MusicTagger(
+        tag_names=["jazz", "rock"], backbone="musicnn_pooled", pretrained=str(weights)
+    )
+    head = model.net.heads.heads["tags"]
+    assert head.weight.shape[1] > 200
+    assert torch.equal(head.weight[0, :200], saved["state_dict"]["tag_head.weight"][1])
+    assert not head.weight[0, 200:].any()
+    spec = torch.randn(2, 1, 96, PATCH_FRAMES)
+    with torch.no_grad():
+        backbone = model.net.backbone.eval()
+        taggram = backbone.taggram(spec)[:, 1]
+        assert torch.allclose(head(backbone(spec))[:, 0], taggram, atol=1e-5)
+
+
 @pytest.mark.parametrize("backbone", ["musicnn", "resnet"])
 def test_frozen_frontend_keeps_weights_and_batchnorm_statistics(backbone: str) -> None:
     torch.manual_seed(0)
