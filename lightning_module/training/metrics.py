@@ -82,7 +82,8 @@ class SplitMetrics(nn.Module):
         self.key_mirex = MeanMetric() if len(key_names) == len(KEY_NAMES) else None
         self.r2 = nn.ModuleDict({name: R2Score() for name in self.feature_names})
         self.pearson = nn.ModuleDict({name: PearsonCorrCoef() for name in self.feature_names})
-        n_tags = len(self.tag_names)
+        # torchmetrics' multilabel metrics need two labels or more: one tag gets an ignored twin.
+        n_tags = max(len(self.tag_names), 2) if self.tag_names else 0
         self.tags = nn.ModuleDict(
             {
                 "auroc": MultilabelAUROC(
@@ -96,7 +97,6 @@ class SplitMetrics(nn.Module):
         self.losses = nn.ModuleDict({k: MeanMetric() for k in loss_names()} if with_losses else {})
         # The genre-tag head: hard 0/1 AllMusic genre tags, masked rows ignored.
         self.genre_tag_names = list(genre_tag_names)
-        # torchmetrics' multilabel metrics need two labels or more: one tag gets an ignored twin.
         n_genre_tags = max(len(self.genre_tag_names), 2) if self.genre_tag_names else 0
         self.genre_tags = nn.ModuleDict(
             {
@@ -159,7 +159,7 @@ class SplitMetrics(nn.Module):
             # The teacher's soft targets binarised; entries without a teacher value are ignored.
             target = (batch["tags"] > TEACHER_POSITIVE).long()
             target = target.masked_fill(~batch["tag_mask"].bool(), IGNORE_INDEX)
-            probs = out["tags"].detach().float().sigmoid()
+            probs, target = _with_twin(out["tags"].detach().float().sigmoid(), target)
             self.tags["auroc"].update(probs, target)
             self.tags["stats"].update(probs, target)
         if self.genre_tags and "genre_tags" in out:
@@ -168,10 +168,7 @@ class SplitMetrics(nn.Module):
             if mask.dim() == 1:  # one mask per row: broadcast over the tags
                 mask = mask[:, None].expand_as(target)
             target = target.masked_fill(~mask, IGNORE_INDEX)
-            probs = out["genre_tags"].detach().float().sigmoid()
-            if probs.shape[1] == 1:  # the ignored twin of a single tag (see __init__)
-                probs = torch.cat([probs, torch.zeros_like(probs)], 1)
-                target = torch.cat([target, torch.full_like(target, IGNORE_INDEX)], 1)
+            probs, target = _with_twin(out["genre_tags"].detach().float().sigmoid(), target)
             for metric in self.genre_tags.values():
                 metric.update(probs, target)
         if self.tempo is not None and "tempo" in out:
@@ -255,6 +252,15 @@ class SplitMetrics(nn.Module):
         for module in self.modules():
             if module is not self and hasattr(module, "reset") and hasattr(module, "update_count"):
                 module.reset()
+
+
+def _with_twin(probs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(batch, 1) probabilities and targets of a single tag with an ignored second column (see
+    ``__init__``); any other width unchanged."""
+    if probs.shape[1] != 1:
+        return probs, target
+    twin = torch.full_like(target, IGNORE_INDEX)
+    return torch.cat([probs, torch.zeros_like(probs)], 1), torch.cat([target, twin], 1)
 
 
 def _enough_samples(metric: nn.Module) -> bool:

@@ -84,3 +84,15 @@ def test_predict_clip_shows_top_tags(synthetic_manifest: Path, tmp_path: Path, c
     probabilities = [t["probability"] for t in tags]
     assert len(tags) == 5 and probabilities == sorted(probabilities, reverse=True)
     assert all(0.0 <= p <= 1.0 for p in probabilities)
+
+
+def test_a_single_teacher_tag_has_its_auc_too() -> None:
+    """One tag column is a valid tag head (torchmetrics' multilabel metrics need two: an ignored
+    twin makes up the second, as for the genre tags)."""
+    metrics = SplitMetrics([], [], [], ["jazz"])
+    teacher = torch.tensor([[0.9], [0.1], [0.8], [0.2]])
+    logits = torch.tensor([[2.0], [-1.0], [0.5], [1.0]])
+    metrics.update({"tags": logits}, {"tags": teacher, "tag_mask": torch.ones(4, 1)})
+    values = metrics.compute("val")
+    assert set(values) == {"val/tag_auc/jazz", "val/tag_auc_mean"}
+    assert float(values["val/tag_auc/jazz"]) == pytest.approx(0.75, abs=0.01)
