@@ -9,7 +9,7 @@ the raw embedding (:class:`LinearHead`). Also the clip-level outputs and val sco
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,38 +64,46 @@ def fit_classes(x: np.ndarray, y: np.ndarray, n_classes: int, c: float) -> Linea
     return _fold(coef, intercept, mean, scale)
 
 
-def fit_binary(x: np.ndarray, y: np.ndarray, c: float) -> LinearHead:
-    """One logistic regression per column of ``y`` (0/1, NaN: not labelled for that column)."""
+def _per_column(
+    x: np.ndarray, y: np.ndarray, fit_column: Callable[[np.ndarray, np.ndarray], tuple]
+) -> LinearHead:
+    """One model per column of ``y`` on standardised ``x``, fitted on that column's labelled
+    (finite) rows by ``fit_column(z, target) -> (coef (d,), intercept)``."""
     mean, scale = _standardise(x)
     z = (x - mean) / scale
     coef = np.zeros((y.shape[1], x.shape[1]))
     intercept = np.zeros(y.shape[1])
     for j in range(y.shape[1]):
         rows = np.isfinite(y[:, j])
-        target = y[rows, j] > 0.5
-        if target.all() or not target.any():  # one class only: its base rate
-            rate = np.clip(target.mean() if rows.any() else 0.5, 1e-3, 1 - 1e-3)
-            intercept[j] = np.log(rate / (1 - rate))
-            continue
-        model = _logistic(z[rows], target, c)
-        coef[j], intercept[j] = model.coef_[0], model.intercept_[0]
+        coef[j], intercept[j] = fit_column(z[rows], y[rows, j])
     return _fold(coef, intercept, mean, scale)
+
+
+def fit_binary(x: np.ndarray, y: np.ndarray, c: float) -> LinearHead:
+    """One logistic regression per column of ``y`` (0/1, NaN: not labelled for that column)."""
+
+    def fit_column(z: np.ndarray, column: np.ndarray) -> tuple:
+        target = column > 0.5
+        if target.all() or not target.any():  # one class only: its base rate
+            rate = np.clip(target.mean() if target.size else 0.5, 1e-3, 1 - 1e-3)
+            return 0.0, np.log(rate / (1 - rate))
+        model = _logistic(z, target, c)
+        return model.coef_[0], model.intercept_[0]
+
+    return _per_column(x, y, fit_column)
 
 
 def fit_regression(x: np.ndarray, y: np.ndarray, alpha: float) -> LinearHead:
     """One ridge regression per column of ``y`` (z-scores, NaN where a row has no value)."""
     from sklearn.linear_model import Ridge
 
-    mean, scale = _standardise(x)
-    z = (x - mean) / scale
-    coef = np.zeros((y.shape[1], x.shape[1]))
-    intercept = np.zeros(y.shape[1])
-    for j in range(y.shape[1]):
-        rows = np.isfinite(y[:, j])
-        if rows.sum() >= 2:
-            model = Ridge(alpha=alpha).fit(z[rows], y[rows, j])
-            coef[j], intercept[j] = model.coef_, model.intercept_
-    return _fold(coef, intercept, mean, scale)
+    def fit_column(z: np.ndarray, column: np.ndarray) -> tuple:
+        if len(column) < 2:
+            return 0.0, 0.0
+        model = Ridge(alpha=alpha).fit(z, column)
+        return model.coef_, model.intercept_
+
+    return _per_column(x, y, fit_column)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
