@@ -282,15 +282,16 @@ def fit_teacher(
     targets = head_targets(df, spec, taught)
     table: list[dict[str, Any]] = []
     chosen = dict.fromkeys(targets, embeddings[0])
+    windows_of: dict[Embedding, list[np.ndarray]] = {}  # (W, d) per clip, built once per embedding
     if len(embeddings) > 1:
         # Stage 1: every embedding with one row per clip (its windows' mean), ten times fewer
         # rows than the window unit: which taggers to read is decided here, cheaply.
         scores: dict[Embedding, dict[str, float]] = {}
         for embedding in embeddings:
-            windows = [embedding.of(features[t]) for t in df["track_id"]]
+            windows_of[embedding] = [embedding.of(features[t]) for t in df["track_id"]]
             for name in targets:
                 choice, _, rows = _fit_head(
-                    name, targets[name], embedding, windows, split, ("clip",)
+                    name, targets[name], embedding, windows_of[embedding], split, ("clip",)
                 )
                 table += [{**row, "stage": "embedding"} for row in rows]
                 scores.setdefault(embedding, {})[name] = choice.score
@@ -309,7 +310,8 @@ def fit_teacher(
     width = union.of(some_clip).shape[1]
     heads: dict[str, LinearHead] = {}
     choices: list[HeadChoice] = []
-    windows_of: dict[Embedding, list[np.ndarray]] = {}
+    # Stage 1's windows are reused; those of the candidates no head chose are let go.
+    windows_of = {e: w for e, w in windows_of.items() if e in chosen.values()}
     for name, embedding in chosen.items():
         if embedding not in windows_of:
             windows_of[embedding] = [embedding.of(features[t]) for t in df["track_id"]]
