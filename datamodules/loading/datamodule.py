@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -94,6 +95,9 @@ class MusicDataModule(pl.LightningDataModule):
             then also carries the teacher's soft targets of that stretch of audio (distillation,
             ``--model.distill_weight``); a student without a tag head gets one for the teacher's
             tags.
+        teacher_view: what the teacher says about a training crop: ``crop``, the mean of its
+            windows inside that crop (what the crop itself sounds like); ``clip``, the mean of
+            all the clip's windows (one target per clip, whatever stretch was cropped).
         refit: train on every row (train + val + test): the shipped model, once the recipe was
             chosen on val. The label names and feature statistics come from all rows; val stays
             as a (no longer held-out) progress check and there is no test split.
@@ -122,6 +126,7 @@ class MusicDataModule(pl.LightningDataModule):
         max_clip_seconds: float | None = 600.0,
         min_genre_tag_count: int = 5,
         teacher_outputs: str | None = None,
+        teacher_view: Literal["crop", "clip"] = "crop",
         refit: bool = False,
     ) -> None:
         super().__init__()
@@ -268,7 +273,11 @@ class MusicDataModule(pl.LightningDataModule):
         )
         self.usable = usable
         augment = label_preserving_augment() if hp.augment else None
-        soft = SoftTargets(self.teacher, self.task) if self.teacher is not None else None
+        soft = (
+            SoftTargets(self.teacher, self.task, hp.teacher_view)
+            if self.teacher is not None
+            else None
+        )
         for split in ("train", "val", "test"):
             rows = self._split_rows(usable, split)
             if rows.empty:

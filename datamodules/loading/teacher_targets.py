@@ -21,6 +21,8 @@ import numpy as np
 OUTPUTS_NAME = "teacher_outputs.npz"
 #: The teacher heads a student can learn from, and how they are averaged: probabilities.
 HEADS: tuple[str, ...] = ("genre", "mood", "genre_tags", "tags", "features")
+#: What a crop's soft targets describe: the crop's own windows, or the whole clip.
+VIEWS: tuple[str, ...] = ("crop", "clip")
 
 
 class TeacherOutputsError(ValueError):
@@ -117,10 +119,14 @@ class SoftTargets:
     ``soft_<head>_mask``; genre and mood are distributions, so they are taught only when teacher
     and student have the same classes (mask one value per crop); genre tags, tags and features
     per output (features as the student's z-scores). A clip the teacher never saw is masked out.
+    ``view`` ``crop``: the teacher's windows inside the crop; ``clip``: all the clip's windows.
     """
 
-    def __init__(self, outputs: TeacherOutputs, spec) -> None:  # spec: TaskSpec
+    def __init__(self, outputs: TeacherOutputs, spec, view: str = "crop") -> None:  # TaskSpec
+        if view not in VIEWS:
+            raise ValueError(f"teacher_view must be one of {VIEWS}, got {view!r}")
         self.outputs = outputs
+        self.view = view
         self.maps: dict[
             str, tuple[np.ndarray, np.ndarray]
         ] = {}  # head → (student idx, teacher idx)
@@ -154,6 +160,8 @@ class SoftTargets:
         """Soft targets of the crop ``[start, start + length)`` seconds of ``track_id``."""
         import torch
 
+        if self.view == "clip":  # every window of the clip lies inside [0, inf)
+            start, length = 0.0, float("inf")
         crop = self.outputs.crop(track_id, start, length)
         item = {}
         for head, size in self.sizes.items():

@@ -68,16 +68,27 @@ def masked_genre_tag_bce(
 
 
 def masked_soft_cross_entropy(
-    logits: torch.Tensor, target: torch.Tensor, rows: torch.Tensor
+    logits: torch.Tensor, target: torch.Tensor, rows: torch.Tensor, temperature: float = 1.0
 ) -> torch.Tensor:
     """Cross-entropy against a target distribution, over the rows where ``rows`` is true.
+
+    With ``temperature`` T > 1 (Hinton et al.'s distillation), both sides are softened first:
+    the student's logits divided by T, the target's probabilities raised to 1/T and renormalised
+    (the same as dividing the teacher's log-probabilities by T), and the loss is scaled by T² so
+    its gradients keep the size they have at T = 1.
 
     Shapes: logits, target (batch, classes); rows (batch,) bool.
     """
     if not rows.any():
         return logits.sum() * 0.0
-    log_probs = F.log_softmax(logits[rows].float(), dim=-1)
-    return -(target[rows] * log_probs).sum(-1).mean()
+    logits, target = logits[rows].float(), target[rows].float()
+    if temperature != 1.0:
+        logits = logits / temperature
+        # Clamp: a teacher probability of exactly 0 stays 0 (log 0 would be -inf, 0 * -inf NaN).
+        target = F.softmax(target.clamp_min(1e-12).log() / temperature, dim=-1) * (target > 0)
+        target = target / target.sum(-1, keepdim=True).clamp_min(1e-12)
+    log_probs = F.log_softmax(logits, dim=-1)
+    return -(target * log_probs).sum(-1).mean() * temperature**2
 
 
 class MultiTaskLoss(nn.Module):
@@ -98,6 +109,9 @@ class MultiTaskLoss(nn.Module):
         label_smoothing: for the classification losses.
         tempo: what the tempo head is trained on (None: the model has no tempo head).
         distill_weight: weight of ``distill_loss`` (0: hard labels only).
+        distill_temperature: softens the teacher's and the student's genre and mood
+            distributions in ``distill_loss`` (1: as they are; see
+            :func:`masked_soft_cross_entropy`). Tags and features have no distribution to soften.
     """
 
     def __init__(
@@ -106,8 +120,12 @@ class MultiTaskLoss(nn.Module):
         label_smoothing: float = 0.0,
         tempo: TempoTarget | None = None,
         distill_weight: float = 0.0,
+        distill_temperature: float = 1.0,
     ) -> None:
         super().__init__()
+        if distill_temperature <= 0:
+            raise ValueError(f"distill_temperature must be > 0, got {distill_temperature}")
+        self.temperature = distill_temperature
         self.weights = {t.loss_name: weights.weight(t.name) for t in TASKS}
         self.weights["distill_loss"] = distill_weight
         self.label_smoothing = label_smoothing
@@ -150,7 +168,8 @@ class MultiTaskLoss(nn.Module):
             weight = self.weights[t.loss_name]
             soft, mask = batch[t.soft_target], batch[f"{t.soft_target}_mask"]
             if t.kind == "single_label":
-                terms.append(weight * masked_soft_cross_entropy(out[t.name], soft, mask.bool()))
+                loss = masked_soft_cross_entropy(out[t.name], soft, mask.bool(), self.temperature)
+                terms.append(weight * loss)
             elif t.kind == "multi_label":
                 terms.append(weight * masked_soft_bce(out[t.name], soft, mask))
             else:

@@ -69,6 +69,8 @@ class MusicTagger(pl.LightningModule):
             data module's ``teacher_outputs``; 0: hard labels only). Each head's soft term is
             weighted like its hard loss. Not a task's weight, so not in ``loss_weights``: it
             scales a second loss over every head, and only a recipe with a teacher sets it.
+        distill_temperature: softens the genre and mood distributions of teacher and student in
+            that loss (Hinton et al.; the loss is scaled by T², 1: no softening).
         label_smoothing: for the classification losses (a target's shape, not a weight).
         lr, weight_decay, warmup_fraction: AdamW, linear warm-up then cosine decay.
         channels_last: NHWC backbone weights and spectrograms (same values, same checkpoint keys).
@@ -109,6 +111,7 @@ class MusicTagger(pl.LightningModule):
         dropout: float = 0.2,
         loss_weights: LossWeights = LossWeights(),
         distill_weight: float = 0.0,
+        distill_temperature: float = 1.0,
         label_smoothing: float = 0.05,
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
@@ -145,7 +148,9 @@ class MusicTagger(pl.LightningModule):
             entry.init_pretrained(self.net.backbone, pretrained, tag_head, spec.tag_names)
         self._frozen = freeze_modules(self.net.backbone, freeze)
         tempo = tempo_target(spec)
-        self.loss = MultiTaskLoss(spec.loss_weights, label_smoothing, tempo, distill_weight)
+        self.loss = MultiTaskLoss(
+            spec.loss_weights, label_smoothing, tempo, distill_weight, distill_temperature
+        )
         # Attributes, not a ModuleDict: "train" would shadow nn.Module.train. Train metrics see
         # augmented crops and keep no loss means (training_step logs the losses itself).
         self.train_metrics = SplitMetrics.for_spec(spec, tempo, with_losses=False)

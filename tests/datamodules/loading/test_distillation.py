@@ -69,6 +69,24 @@ def test_crop_targets_average_the_windows_inside_the_crop() -> None:
     assert not bool(soft.item("unknown clip", 0.0, 3.0)["soft_genre_mask"])
 
 
+def test_the_clip_view_gives_every_crop_the_mean_of_the_whole_clip() -> None:
+    spec = TaskSpec(genre_names=["a", "b"], mood_names=["x", "y"], feature_names=["energy"])
+    outputs = TeacherOutputs(
+        track_ids=["t"],
+        offset=np.array([0, 3]),
+        start=np.array([0.0, 3.0, 6.0], np.float32),
+        window_seconds=3.0,
+        heads={"genre": np.array([[1, 0], [0, 1], [0.4, 0.6]], np.float32)},
+        names={"genre": ["a", "b"]},
+    )
+    soft = SoftTargets(outputs, spec, view="clip")
+    for start, length in ((0.0, 3.0), (5.5, 2.0), (3.0, 6.0)):  # any crop: the whole clip
+        np.testing.assert_allclose(soft.item("t", start, length)["soft_genre"], [1.4 / 3, 1.6 / 3])
+    np.testing.assert_allclose(SoftTargets(outputs, spec).item("t", 0.0, 3.0)["soft_genre"], [1, 0])
+    with pytest.raises(ValueError, match="teacher_view"):
+        SoftTargets(outputs, spec, view="song")
+
+
 @pytest.fixture()
 def distill_data(synthetic_manifest: Path, tmp_path: Path) -> tuple[Path, Path]:
     df = read_manifest(synthetic_manifest)
