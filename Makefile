@@ -130,9 +130,10 @@ $(MUSICNN_STAMP): $(STAMP)
 musicnn: $(MUSICNN_STAMP)
 
 # CI exercises the teachers too (musicnn, the feature teachers, vibenet), so the test suite installs
-# them.
+# them. The test files run in parallel processes (pytest-xdist; ARGS="-n 0" runs them in one), a
+# file's tests in one process, so its module fixtures are built once.
 test: $(STAMP) $(MUSICNN_STAMP) $(VIBENET_STAMP)
-	$(PY) -m pytest -q -m "not gpu" $(ARGS)
+	$(PY) -m pytest -q -m "not gpu" -n auto --maxprocesses 4 --dist loadfile $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
