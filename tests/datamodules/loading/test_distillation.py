@@ -48,16 +48,24 @@ def fake_outputs(df: pd.DataFrame, spec: TaskSpec, seed: int = 0) -> TeacherOutp
     )
 
 
-def test_crop_targets_average_the_windows_inside_the_crop() -> None:
-    spec = TaskSpec(genre_names=["a", "b"], mood_names=["x", "y"], feature_names=["energy"])
-    outputs = TeacherOutputs(
+SPEC = TaskSpec(genre_names=["a", "b"], mood_names=["x", "y"], feature_names=["energy"])
+
+
+def three_windows(genre: list[list[float]], names: list[str]) -> TeacherOutputs:
+    """One clip, three 3 s windows starting at 0, 3 and 6 s, with these genre probabilities."""
+    return TeacherOutputs(
         track_ids=["t"],
         offset=np.array([0, 3]),
         start=np.array([0.0, 3.0, 6.0], np.float32),
         window_seconds=3.0,
-        heads={"genre": np.array([[1, 0], [0, 1], [0.5, 0.5]], np.float32)},
-        names={"genre": ["b", "a"]},
+        heads={"genre": np.array(genre, np.float32)},
+        names={"genre": names},
     )
+
+
+def test_crop_targets_average_the_windows_inside_the_crop() -> None:
+    spec = SPEC
+    outputs = three_windows([[1, 0], [0, 1], [0.5, 0.5]], ["b", "a"])
     soft = SoftTargets(outputs, spec)
     item = soft.item("t", 0.0, 6.0)  # windows 0 and 1 lie inside
     np.testing.assert_allclose(item["soft_genre"].numpy(), [0.5, 0.5])
@@ -70,15 +78,8 @@ def test_crop_targets_average_the_windows_inside_the_crop() -> None:
 
 
 def test_the_clip_view_gives_every_crop_the_mean_of_the_whole_clip() -> None:
-    spec = TaskSpec(genre_names=["a", "b"], mood_names=["x", "y"], feature_names=["energy"])
-    outputs = TeacherOutputs(
-        track_ids=["t"],
-        offset=np.array([0, 3]),
-        start=np.array([0.0, 3.0, 6.0], np.float32),
-        window_seconds=3.0,
-        heads={"genre": np.array([[1, 0], [0, 1], [0.4, 0.6]], np.float32)},
-        names={"genre": ["a", "b"]},
-    )
+    spec = SPEC
+    outputs = three_windows([[1, 0], [0, 1], [0.4, 0.6]], ["a", "b"])
     soft = SoftTargets(outputs, spec, view="clip")
     for start, length in ((0.0, 3.0), (5.5, 2.0), (3.0, 6.0)):  # any crop: the whole clip
         np.testing.assert_allclose(soft.item("t", start, length)["soft_genre"], [1.4 / 3, 1.6 / 3])
