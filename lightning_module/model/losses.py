@@ -84,8 +84,8 @@ def masked_soft_cross_entropy(
     logits, target = logits[rows].float(), target[rows].float()
     if temperature != 1.0:
         logits = logits / temperature
-        # Clamp: a teacher probability of exactly 0 stays 0 (log 0 would be -inf, 0 * -inf NaN).
-        target = F.softmax(target.clamp_min(1e-12).log() / temperature, dim=-1) * (target > 0)
+        # p^(1/T), renormalised: softmax(log p / T) without a log, so a 0 stays exactly 0.
+        target = target.pow(1.0 / temperature)
         target = target / target.sum(-1, keepdim=True).clamp_min(1e-12)
     log_probs = F.log_softmax(logits, dim=-1)
     return -(target * log_probs).sum(-1).mean() * temperature**2
