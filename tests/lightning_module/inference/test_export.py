@@ -64,3 +64,33 @@ def test_genre_tag_head_is_exported_and_matches(tmp_path: Path) -> None:
     assert list(a.genre_tags) == list(b.genre_tags) and len(a.genre_tags) == 3
     for name, p in b.genre_tags.items():
         assert abs(a.genre_tags[name] - p) < 1e-4
+
+
+def test_mobilenet_student_is_exported_and_matches(tmp_path: Path) -> None:
+    """The shipped student's backbone (1.4.0: MobileNet) exports within tolerance."""
+    torch.manual_seed(2)
+    model = MusicTagger(
+        genre_names=["a", "b", "c"],
+        mood_names=["calm", "happy"],
+        feature_names=["energy", "loudness"],
+        feature_mean=[0.5, -12.0],
+        feature_std=[0.2, 4.0],
+        crop_seconds=1.0,
+        logmel=LogMelSettings(n_mels=32),
+        backbone="mobilenet",
+        width=8,
+        embed_dim=16,
+    )
+    model.eval()
+    hparams = dict(model.hparams)
+    report = export_onnx(model.net, hparams, tmp_path / "mobilenet.onnx")
+    assert report.ok and report.outputs == ("genre", "mood", "features", "embedding")
+    assert all(v <= TOLERANCE for v in report.max_abs_diff.values())
+    onnx_tagger = Tagger.from_file(tmp_path / "mobilenet.onnx")
+    torch_tagger = Tagger(model.net, hparams)
+    wave = 0.1 * torch.randn(int(2.7 * 16000))
+    a, b = onnx_tagger.predict_waveform(wave), torch_tagger.predict_waveform(wave)
+    for (_, pa), (_, pb) in zip(a.genre + a.mood, b.genre + b.mood, strict=True):
+        assert abs(pa - pb) < 1e-4
+    for name, value in b.features.items():
+        assert abs(a.features[name] - value) <= 1e-3 * max(1.0, abs(value))
