@@ -62,6 +62,9 @@ class MusicTagger(pl.LightningModule):
         freeze: ``none``; ``frontend``: the backbone's front-end gets no gradients and keeps its
             BatchNorm statistics (fine-tuning on little data; ~3.5x cheaper per musicnn step);
             ``backbone``: the whole backbone, only the heads learn (a linear probe).
+        frontend_lr_scale: the front-end's learning rate as a fraction of ``lr`` (1: the same;
+            0.1 with ``freeze none`` unfreezes a pretrained front-end at a low rate, so the
+            filters it learned on a million songs move little while the layers above adapt).
         width, blocks, embed_dim, dropout: backbone size.
         loss_weights: each task's loss weight (:class:`LossWeights`, keyed by task name:
             ``--model.loss_weights.genre_tags 0.5``; or its plain dict).
@@ -105,6 +108,7 @@ class MusicTagger(pl.LightningModule):
         pretrained: str | None = None,
         init_from: str | None = None,
         freeze: Literal["none", "frontend", "backbone"] = "none",
+        frontend_lr_scale: float = 1.0,
         width: int = 32,
         blocks: list[int] | None = None,
         embed_dim: int = 256,
@@ -147,6 +151,10 @@ class MusicTagger(pl.LightningModule):
             tag_head = heads["tags"] if "tags" in heads else None  # noqa: SIM401 (ModuleDict)
             entry.init_pretrained(self.net.backbone, pretrained, tag_head, spec.tag_names)
         self._frozen = freeze_modules(self.net.backbone, freeze)
+        if not 0 < frontend_lr_scale <= 1:
+            raise ValueError(
+                f"--model.frontend_lr_scale must be in (0, 1], not {frontend_lr_scale}"
+            )
         tempo = tempo_target(spec)
         self.loss = MultiTaskLoss(
             spec.loss_weights, label_smoothing, tempo, distill_weight, distill_temperature
@@ -219,6 +227,10 @@ class MusicTagger(pl.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         total = self.trainer.estimated_stepping_batches
+        # .get: checkpoints saved before the option existed resume at one rate.
+        scale = hp.get("frontend_lr_scale", 1.0)
+        frontend = self.net.backbone.frontend_modules() if scale != 1.0 else []
+        scales = {id(p): scale for module in frontend for p in module.parameters()}
         return adamw_warmup_cosine(
-            self.named_parameters(), hp.lr, hp.weight_decay, hp.warmup_fraction, total
+            self.named_parameters(), hp.lr, hp.weight_decay, hp.warmup_fraction, total, scales
         )

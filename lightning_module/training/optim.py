@@ -4,7 +4,7 @@ to 2 % of the peak learning rate, stepped every batch."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -33,22 +33,36 @@ def warmup_cosine(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
+def _group_order(group: tuple[tuple[float, bool], list[nn.Parameter]]) -> tuple[float, bool]:
+    (scale, decays), _ = group
+    return -scale, not decays
+
+
 def adamw_warmup_cosine(
     named_parameters: Iterable[tuple[str, nn.Parameter]],
     lr: float,
     weight_decay: float,
     warmup_fraction: float,
     total_steps: float,
+    lr_scales: Mapping[int, float] | None = None,
 ) -> dict[str, Any]:
     """What ``configure_optimizers`` returns: AdamW whose weight decay skips biases and norm
-    weights, and :func:`warmup_cosine` over ``total_steps`` (none when that is unknown)."""
-    decay, no_decay = [], []
+    weights, and :func:`warmup_cosine` over ``total_steps`` (none when that is unknown).
+
+    ``lr_scales`` maps ``id(parameter)`` to a factor on ``lr`` for that parameter (discriminative
+    fine-tuning: a pretrained front-end learns slower than the layers above it); the schedule
+    scales every group alike, so the ratio holds for the whole run. Groups keep the order
+    (full rate first; decayed, then not), so a run without scales resumes older checkpoints.
+    """
+    lr_scales = lr_scales or {}
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
     for name, param in named_parameters:
-        (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
+        decays = not (param.ndim <= 1 or name.endswith(".bias"))
+        groups.setdefault((lr_scales.get(id(param), 1.0), decays), []).append(param)
     optimizer = torch.optim.AdamW(
         [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
+            {"params": params, "lr": lr * scale, "weight_decay": weight_decay if decays else 0.0}
+            for (scale, decays), params in sorted(groups.items(), key=_group_order)
         ],
         lr=lr,
     )

@@ -184,3 +184,43 @@ def test_fine_tune_from_pretrained_through_the_cli(
     assert tagger.net.frontend.mel.mel_scale.norm == "slaney"
     prediction = tagger.predict_file(read_manifest(manifest)["audio_path"].iloc[0])
     assert [name for name, _ in prediction.tags[:1]] and prediction.genre
+
+
+def test_unfrozen_frontend_learns_at_its_own_low_rate(
+    synthetic_manifest: Path, weights: Path, tmp_path: Path
+) -> None:
+    """``--model.frontend_lr_scale 0.1``: the pretrained filters move, ten times less than the
+    mid-end (Adam's first step is ~lr per weight, so the largest moves compare the rates)."""
+    cli = run_training(
+        tmp_path,
+        synthetic_manifest,
+        "--model.backbone=musicnn",
+        f"--model.pretrained={weights}",
+        "--model.freeze=none",
+        "--model.frontend_lr_scale=0.1",
+        "--model.weight_decay=0",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=1",
+        "--trainer.limit_val_batches=1",
+        "--test_after_fit=false",
+    )
+    assert cli.trainer.global_step == 1 and cli.model.hparams.frontend_lr_scale == 0.1
+    frontend = {id(p) for m in cli.model.net.backbone.frontend_modules() for p in m.parameters()}
+    rates = {
+        id(p): group["lr"]
+        for group in cli.trainer.optimizers[0].param_groups
+        for p in group["params"]
+    }
+    assert {rates[i] for i in frontend} == {min(rates.values())}
+    assert max(rates.values()) == pytest.approx(10 * min(rates.values()))
+    pretrained = torch.load(weights, weights_only=True)["state_dict"]
+    trained = cli.model.net.backbone.state_dict()
+
+    def largest_move(prefix: str) -> float:
+        keys = [k for k in pretrained if k.startswith(prefix) and k.endswith(".weight")]
+        return max((trained[k] - pretrained[k]).abs().max().item() for k in keys)
+
+    ratio = largest_move("timbral.") / largest_move("midend.")
+    assert 0.05 < ratio < 0.2, ratio
+    with pytest.raises(ValueError, match="--model.frontend_lr_scale must be in"):
+        MusicTagger(frontend_lr_scale=0.0)
