@@ -229,7 +229,7 @@ class MusicTagger(pl.LightningModule):
         total = self.trainer.estimated_stepping_batches
         # .get: checkpoints saved before the option existed resume at one rate.
         scale = hp.get("frontend_lr_scale", 1.0)
-        frontend = self.net.backbone.frontend_modules() if scale != 1.0 else []
+        frontend = self.net.backbone.frontend_modules()
         scales = {id(p): scale for module in frontend for p in module.parameters()}
         return adamw_warmup_cosine(
             self.named_parameters(), hp.lr, hp.weight_decay, hp.warmup_fraction, total, scales
